@@ -1,0 +1,130 @@
+//! The per-call context handed to a handler.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use crate::actor::{Actor, ActorKind};
+use crate::address::{Address, Node};
+use crate::call::Call;
+use crate::error::Error;
+use crate::event::Severity;
+use crate::interrupt::InterruptSignal;
+use crate::state::ExecutionState;
+use crate::storage::Storage;
+
+/// What a handler knows about its call: where it is, which attempt, the state, and the
+/// interrupt. Calls made through it are nested under this call's address.
+///
+/// Cheap to clone. Each call gets its own context; nothing is kept in a global or a shared
+/// stack, so parallel tasks never race on it.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub(crate) state: ExecutionState,
+    pub(crate) node: Arc<Node>,
+    pub(crate) actor: Arc<str>,
+    pub(crate) kind: ActorKind,
+    pub(crate) attempt: u32,
+}
+
+impl Ctx {
+    /// This call's address.
+    pub fn address(&self) -> &Address {
+        &self.node.address
+    }
+
+    /// Zero-based attempt number.
+    pub fn attempt(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Whether this attempt is a retry.
+    pub fn is_retry(&self) -> bool {
+        self.attempt > 0
+    }
+
+    /// The name of the actor being run.
+    pub fn actor_name(&self) -> &str {
+        &self.actor
+    }
+
+    /// The state the call runs in.
+    pub fn state(&self) -> &ExecutionState {
+        &self.state
+    }
+
+    /// The state's key-value store.
+    pub fn storage(&self) -> &Storage {
+        self.state.storage()
+    }
+
+    /// Calls another actor as a child of this call (address `this/child#n`).
+    pub fn call<'a, I, O>(&'a self, actor: &'a Actor<I, O>, input: I) -> Call<'a, I, O> {
+        Call::new(&self.state, &self.node, actor, input)
+    }
+
+    /// Whether an interrupt was requested. Long handlers can check it between steps.
+    pub fn is_interrupted(&self) -> bool {
+        self.state.is_interrupted()
+    }
+
+    /// Resolves when an interrupt is requested: `select!` on it to stop cooperatively.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub fn interrupted(&self) -> WaitForCancellationFutureOwned {
+        self.state.inner.interrupts.token.clone().cancelled_owned()
+    }
+
+    /// A checkpoint inside the handler: consults external checkers and returns the interrupt
+    /// error if the run was interrupted (propagate it with `?`).
+    ///
+    /// # Errors
+    ///
+    /// The interrupt error.
+    pub async fn checkpoint(&self) -> Result<(), Error> {
+        self.state.checkpoint().await
+    }
+
+    /// Requests an interrupt from inside the handler and returns the error to return with:
+    /// `return Err(ctx.interrupt(signal).into())`.
+    pub fn interrupt(&self, signal: impl Into<InterruptSignal>) -> Error {
+        self.state.request_interrupt(signal);
+        let signal = self
+            .state
+            .interrupt_signal()
+            .unwrap_or_else(|| InterruptSignal::new(crate::InterruptReason::Custom));
+        Error::interrupted(signal).at(&self.actor, self.kind, &self.node.address)
+    }
+
+    /// Publishes a log record under this call's address.
+    pub fn log(&self, level: Severity, message: impl Into<String>) {
+        self.state.log_at(
+            &self.node.address,
+            &self.actor,
+            self.kind,
+            level,
+            message.into(),
+            None,
+        );
+    }
+
+    /// Publishes a log record with metadata under this call's address.
+    pub fn log_with(
+        &self,
+        level: Severity,
+        message: impl Into<String>,
+        metadata: Map<String, Value>,
+    ) {
+        self.state.log_at(
+            &self.node.address,
+            &self.actor,
+            self.kind,
+            level,
+            message.into(),
+            Some(metadata),
+        );
+    }
+}

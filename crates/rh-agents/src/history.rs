@@ -1,0 +1,140 @@
+//! The history: every record in order, plus the latest actor record per address.
+//!
+//! Appending and delivering to sync subscribers happen under one re-entrant lock, so every
+//! subscriber sees the history order, and a subscriber may itself read the history or log.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::ReentrantMutex;
+
+use crate::actor::ActorKind;
+use crate::address::Address;
+use crate::bus::Bus;
+use crate::event::{Event, EventStatus};
+
+#[derive(Debug, Default)]
+struct Records {
+    events: Vec<Arc<Event>>,
+    latest: HashMap<Address, usize>,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Journal {
+    records: ReentrantMutex<RefCell<Records>>,
+}
+
+impl Journal {
+    /// Numbers, stores and delivers one record.
+    pub(crate) fn append(&self, mut event: Event, bus: &Bus) -> Arc<Event> {
+        let guard = self.records.lock();
+        let event = {
+            let mut records = guard.borrow_mut();
+            let index = records.events.len();
+            event.id = index as u64;
+            let event = Arc::new(event);
+            if event.kind != ActorKind::System && event.status != EventStatus::Log {
+                records.latest.insert(event.address.clone(), index);
+            }
+            records.events.push(Arc::clone(&event));
+            event
+        };
+        bus.dispatch(&event);
+        event
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Records) -> T) -> T {
+        let guard = self.records.lock();
+        let records = guard.borrow();
+        f(&records)
+    }
+}
+
+/// A read view of a state's history. Cheap to create; each method takes a consistent look.
+///
+/// # Examples
+///
+/// ```
+/// # use rh_agents::{Actor, ExecutionState, EventStatus};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let state = ExecutionState::new();
+/// let echo = Actor::tool("echo", |s: String, _ctx| async move { Ok::<_, std::io::Error>(s) });
+/// state.call(&echo, "hi".to_owned()).await.unwrap();
+/// let history = state.history();
+/// assert_eq!(history.statuses("echo#0"), [EventStatus::Started, EventStatus::Completed]);
+/// assert_eq!(history.latest("echo#0").unwrap().result, Some(serde_json::json!("hi")));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct History<'a> {
+    journal: &'a Journal,
+}
+
+impl<'a> History<'a> {
+    pub(crate) fn new(journal: &'a Journal) -> Self {
+        Self { journal }
+    }
+
+    /// Every record, in order.
+    pub fn events(&self) -> Vec<Arc<Event>> {
+        self.journal.with(|r| r.events.clone())
+    }
+
+    /// How many records there are.
+    pub fn len(&self) -> usize {
+        self.journal.with(|r| r.events.len())
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The latest actor record at an address (logs and interrupt notices excluded).
+    pub fn latest(&self, address: &str) -> Option<Arc<Event>> {
+        let address = Address::parse(address);
+        self.journal.with(|r| {
+            r.latest
+                .get(&address)
+                .and_then(|&i| r.events.get(i).cloned())
+        })
+    }
+
+    /// The latest actor record of every address, in order of first appearance.
+    pub fn latest_by_address(&self) -> Vec<Arc<Event>> {
+        self.journal.with(|r| {
+            let mut seen = std::collections::HashSet::new();
+            r.events
+                .iter()
+                .filter(|e| r.latest.contains_key(&e.address) && seen.insert(&e.address))
+                .filter_map(|e| {
+                    r.latest
+                        .get(&e.address)
+                        .and_then(|&i| r.events.get(i).cloned())
+                })
+                .collect()
+        })
+    }
+
+    /// Every record at one address, in order.
+    pub fn at(&self, address: &str) -> Vec<Arc<Event>> {
+        self.journal.with(|r| {
+            r.events
+                .iter()
+                .filter(|e| e.address.as_str() == address)
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// The statuses recorded at one address, in order (logs excluded).
+    pub fn statuses(&self, address: &str) -> Vec<EventStatus> {
+        self.at(address)
+            .iter()
+            .filter(|e| e.status != EventStatus::Log)
+            .map(|e| e.status)
+            .collect()
+    }
+}

@@ -1,0 +1,167 @@
+//! Interrupt bookkeeping and interruptible waits.
+//!
+//! Invariant: the first signal wins. `signal` is set once; the token is cancelled right after
+//! the interrupt record is published, so every waiter that wakes finds the signal set.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::checker::InterruptChecker;
+use super::signal::{InterruptReason, InterruptSignal};
+use crate::event::Severity;
+use crate::panic::{catch, CatchUnwind};
+use crate::state::ExecutionState;
+
+/// The interrupt side of a state.
+#[derive(Debug)]
+pub(crate) struct Interrupts {
+    pub(crate) token: CancellationToken,
+    signal: OnceLock<InterruptSignal>,
+    checkers: RwLock<Arc<Vec<InterruptChecker>>>,
+    has_checkers: AtomicBool,
+    pub(crate) check_interval: Duration,
+    pub(crate) timeout: Mutex<Option<AbortHandle>>,
+}
+
+impl Interrupts {
+    pub(crate) fn new(checkers: Vec<InterruptChecker>, check_interval: Duration) -> Self {
+        Self {
+            token: CancellationToken::new(),
+            signal: OnceLock::new(),
+            has_checkers: AtomicBool::new(!checkers.is_empty()),
+            checkers: RwLock::new(Arc::new(checkers)),
+            check_interval,
+            timeout: Mutex::new(None),
+        }
+    }
+
+    /// The signal, once an interrupt was requested.
+    pub(crate) fn current(&self) -> Option<&InterruptSignal> {
+        self.signal.get()
+    }
+
+    /// Records the signal; `true` if it is the first.
+    pub(crate) fn set(&self, signal: InterruptSignal) -> bool {
+        self.signal.set(signal).is_ok()
+    }
+
+    pub(crate) fn add_checker(&self, checker: InterruptChecker) {
+        let mut guard = self.checkers.write();
+        let mut list = Vec::clone(&guard);
+        list.push(checker);
+        *guard = Arc::new(list);
+        self.has_checkers.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn has_checkers(&self) -> bool {
+        self.has_checkers.load(Ordering::Acquire)
+    }
+
+    fn checkers(&self) -> Arc<Vec<InterruptChecker>> {
+        Arc::clone(&self.checkers.read())
+    }
+
+    /// The signal to report when the token fired (always set by then; the fallback only
+    /// guards against a token cancelled from outside).
+    fn fired(&self) -> InterruptSignal {
+        self.current()
+            .cloned()
+            .unwrap_or_else(|| InterruptSignal::new(InterruptReason::Custom))
+    }
+}
+
+impl ExecutionState {
+    /// Consults every external checker once. A checker that says stop raises the interrupt;
+    /// one that fails or panics is reported as a warning log record and ignored.
+    pub(crate) async fn poll_checkers(&self) -> Option<InterruptSignal> {
+        let interrupts = &self.inner.interrupts;
+        for checker in interrupts.checkers().iter() {
+            let outcome = match catch(|| checker.start()) {
+                Ok(fut) => CatchUnwind(fut).await.map_err(|p| Box::new(p).into()),
+                Err(p) => Err(Box::new(p).into()),
+            };
+            match outcome.and_then(|r| r) {
+                Ok(None) => {}
+                Ok(Some(signal)) => {
+                    self.request_interrupt(signal);
+                    return interrupts.current().cloned();
+                }
+                Err(e) => self.log(Severity::Warning, format!("interrupt checker failed: {e}")),
+            }
+            if let Some(signal) = interrupts.current() {
+                // The checker requested the interrupt itself.
+                return Some(signal.clone());
+            }
+        }
+        None
+    }
+
+    /// A checkpoint: the current interrupt, after consulting the external checkers.
+    pub(crate) async fn check_now(&self) -> Option<InterruptSignal> {
+        let interrupts = &self.inner.interrupts;
+        if let Some(signal) = interrupts.current() {
+            return Some(signal.clone());
+        }
+        if interrupts.has_checkers() {
+            return self.poll_checkers().await;
+        }
+        None
+    }
+
+    /// Runs `fut` until it finishes or the run is interrupted, whichever comes first. While it
+    /// runs, external checkers are polled every `check_interval`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the returned future drops `fut`.
+    pub(crate) async fn until_interrupted<F: Future>(
+        &self,
+        fut: F,
+    ) -> Result<F::Output, InterruptSignal> {
+        let interrupts = &self.inner.interrupts;
+        if let Some(signal) = interrupts.current() {
+            return Err(signal.clone());
+        }
+        tokio::pin!(fut);
+        if !interrupts.has_checkers() {
+            return tokio::select! {
+                biased;
+                () = interrupts.token.cancelled() => Err(interrupts.fired()),
+                out = &mut fut => Ok(out),
+            };
+        }
+        let period = interrupts.check_interval.max(Duration::from_millis(1));
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                () = interrupts.token.cancelled() => return Err(interrupts.fired()),
+                out = &mut fut => return Ok(out),
+                _ = ticks.tick() => {
+                    if let Some(signal) = self.poll_checkers().await {
+                        return Err(signal);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits `delay`, or until an interrupt. A zero delay never touches the timer (a zero
+    /// sleep would still wait for the next 1 ms tick) but still checks for an interrupt.
+    pub(crate) async fn interruptible_sleep(&self, delay: Duration) -> Result<(), InterruptSignal> {
+        if delay.is_zero() {
+            return match self.check_now().await {
+                Some(signal) => Err(signal),
+                None => Ok(()),
+            };
+        }
+        self.until_interrupted(tokio::time::sleep(delay)).await
+    }
+}

@@ -1,0 +1,269 @@
+//! The attempt loop: preconditions once, then attempts until success, a final failure or an
+//! interrupt, recording every step.
+//!
+//! ```text
+//! STARTED(0) → FAILED → RETRYING(delay, original error) → STARTED(1, is_retry) → COMPLETED
+//!                                                          … or a final FAILED
+//! … → INTERRUPTED(reason, message)        at any checkpoint, during the handler or the backoff
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use crate::actor::{Actor, ActorKind, Pre};
+use crate::address::{Address, Node};
+use crate::attempt::{self, Outcome};
+use crate::call::Call;
+use crate::context::Ctx;
+use crate::error::{retry_after_of, BoxError, Error, ErrorKind};
+use crate::event::{Event, EventStatus, RetryInfo};
+use crate::interrupt::InterruptSignal;
+use crate::panic::{catch, CatchUnwind};
+use crate::retry::PolicySource;
+use crate::serde_time::human;
+use crate::state::ExecutionState;
+
+/// Makes the records of one call.
+struct Recorder<'a> {
+    state: &'a ExecutionState,
+    address: Address,
+    actor: &'a Arc<str>,
+    kind: ActorKind,
+    tag: Option<String>,
+    metadata: Option<Arc<Map<String, Value>>>,
+    max_attempts: u32,
+    source: PolicySource,
+}
+
+impl Recorder<'_> {
+    fn emit(&self, status: EventStatus, attempt: u32, fill: impl FnOnce(&mut Event)) {
+        let mut event = Event::new(
+            self.address.clone(),
+            Arc::clone(self.actor),
+            self.kind,
+            status,
+        );
+        event.tag.clone_from(&self.tag);
+        event.metadata.clone_from(&self.metadata);
+        event.retry = RetryInfo {
+            attempt,
+            max_attempts: self.max_attempts,
+            is_retry: attempt > 0,
+            delay: None,
+            original_error: None,
+            policy_source: Some(self.source),
+        };
+        fill(&mut event);
+        self.state.record(event);
+    }
+
+    fn error(&self, kind: ErrorKind, attempts: u32) -> Error {
+        Error::new(kind)
+            .at(self.actor, self.kind, &self.address)
+            .attempts_made(attempts)
+    }
+
+    /// Records INTERRUPTED and builds the interrupt error.
+    fn interrupted(
+        &self,
+        signal: InterruptSignal,
+        attempt: u32,
+        attempts: u32,
+        during: &str,
+        original_error: Option<&str>,
+    ) -> Error {
+        self.emit(EventStatus::Interrupted, attempt, |e| {
+            e.message = signal.message.clone();
+            e.detail = Some(format!("Interrupted {during}: {}", signal.reason));
+            e.retry.original_error = original_error.map(str::to_owned);
+            e.interrupt = Some(signal.clone());
+        });
+        Error::interrupted(signal)
+            .at(self.actor, self.kind, &self.address)
+            .attempts_made(attempts)
+    }
+}
+
+async fn check_preconditions<I: Clone>(
+    state: &ExecutionState,
+    pre: &[Pre<I>],
+    input: &I,
+) -> Result<Result<(), BoxError>, InterruptSignal> {
+    for check in pre {
+        let verdict = match check {
+            Pre::Sync(f) => catch(|| f(input)).map_err(|p| Box::new(p).into()),
+            Pre::Async(f) => match catch(|| f(input.clone())) {
+                Ok(fut) => state
+                    .until_interrupted(CatchUnwind(fut))
+                    .await?
+                    .map_err(|p| Box::new(p).into()),
+                Err(p) => Err(Box::new(p).into()),
+            },
+        };
+        if let Err(e) = verdict.and_then(|r: Result<(), BoxError>| r) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Runs a call to completion.
+pub(crate) async fn run<I, O>(call: Call<'_, I, O>) -> Result<O, Error>
+where
+    I: Serialize + Clone + Send + Sync + 'static,
+    O: Serialize + DeserializeOwned + Send + 'static,
+{
+    let Call {
+        state,
+        parent,
+        actor,
+        input,
+        retry,
+        tag,
+        metadata,
+    } = call;
+    let Actor { name, kind, .. } = actor;
+    let address = parent.next_child(name);
+    let (policy, source) = state
+        .inner
+        .retry
+        .resolve(retry.as_ref(), actor.retry.as_ref(), *kind);
+    let rec = Recorder {
+        state,
+        address,
+        actor: name,
+        kind: *kind,
+        tag,
+        metadata: metadata.map(Arc::new),
+        max_attempts: policy.max_attempts(),
+        source,
+    };
+    let node = Arc::new(Node::new(rec.address.clone()));
+    let deadline = policy.retry_timeout().map(|budget| Instant::now() + budget);
+
+    if let Some(signal) = state.check_now().await {
+        return Err(rec.interrupted(signal, 0, 0, "before preconditions", None));
+    }
+    if !actor.pre.is_empty() {
+        match check_preconditions(state, &actor.pre, &input).await {
+            Err(signal) => {
+                return Err(rec.interrupted(signal, 0, 0, "during preconditions", None));
+            }
+            Ok(Err(e)) => {
+                rec.emit(EventStatus::Failed, 0, |ev| {
+                    ev.message = Some(format!("precondition failed: {e}"));
+                });
+                return Err(rec.error(ErrorKind::PreconditionFailed, 0).cause(e));
+            }
+            Ok(Ok(())) => {}
+        }
+    }
+
+    let mut attempt: u32 = 0;
+    // The wait before this attempt and the error that caused it.
+    let mut previous: Option<(Duration, String)> = None;
+    loop {
+        let original = previous.as_ref().map(|(_, e)| e.as_str());
+        if attempt > 0 {
+            if let Some(signal) = state.check_now().await {
+                return Err(rec.interrupted(signal, attempt, attempt, "before handler", original));
+            }
+        }
+        rec.emit(EventStatus::Started, attempt, |e| {
+            e.detail = state.detail_of(&input);
+            if let Some((delay, error)) = &previous {
+                e.retry.delay = Some(*delay);
+                e.retry.original_error = Some(error.clone());
+            }
+        });
+        let started = Instant::now();
+        let ctx = Ctx {
+            state: state.clone(),
+            node: Arc::clone(&node),
+            actor: Arc::clone(name),
+            kind: *kind,
+            attempt,
+        };
+        let outcome = attempt::run(state, actor, &input, ctx, policy.attempt_timeout()).await;
+        let elapsed = started.elapsed();
+        let attempts = attempt + 1;
+        let error = match outcome {
+            Outcome::Done(output) => {
+                let value = match serde_json::to_value(&output) {
+                    Ok(value) => value,
+                    Err(e) => {
+                        rec.emit(EventStatus::Failed, attempt, |ev| {
+                            ev.duration = Some(elapsed);
+                            ev.message = Some(format!("output could not be recorded as JSON: {e}"));
+                        });
+                        return Err(rec.error(ErrorKind::Output, attempts).cause(Box::new(e)));
+                    }
+                };
+                // The checkpoint after the handler: an external stop noticed here takes effect
+                // at the next checkpoint; this call's finished work is kept.
+                if !state.is_interrupted() {
+                    let _ = state.check_now().await;
+                }
+                rec.emit(EventStatus::Completed, attempt, |e| {
+                    e.duration = Some(elapsed);
+                    e.detail = state.detail_of(&value);
+                    e.result = Some(value);
+                });
+                return Ok(output);
+            }
+            Outcome::Interrupted(signal) => {
+                return Err(rec.interrupted(signal, attempt, attempts, "during handler", original));
+            }
+            Outcome::Failed(error) => error,
+        };
+        let message = error.to_string();
+        rec.emit(EventStatus::Failed, attempt, |e| {
+            e.duration = Some(elapsed);
+            e.message = Some(message.clone());
+        });
+
+        if !policy.is_enabled() || attempts >= policy.max_attempts() {
+            return Err(rec
+                .error(ErrorKind::RetriesExhausted, attempts)
+                .cause(error));
+        }
+        if policy.check_error(&*error).is_err() {
+            return Err(rec.error(ErrorKind::NotRetryable, attempts).cause(error));
+        }
+        let mut delay = policy.delay_for(attempts, state.random(), retry_after_of(&*error));
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(rec.error(ErrorKind::RetryTimeout, attempts).cause(error));
+            }
+            delay = delay.min(left);
+        }
+        let next = attempt + 1;
+        rec.emit(EventStatus::Retrying, next, |e| {
+            e.message = Some(format!(
+                "Attempt {}/{} in {}",
+                next + 1,
+                policy.max_attempts(),
+                human(delay)
+            ));
+            e.retry.delay = Some(delay);
+            e.retry.original_error = Some(message.clone());
+        });
+        if let Err(signal) = state.interruptible_sleep(delay).await {
+            return Err(rec.interrupted(
+                signal,
+                next,
+                attempts,
+                "during retry backoff",
+                Some(&message),
+            ));
+        }
+        previous = Some((delay, message));
+        attempt = next;
+    }
+}

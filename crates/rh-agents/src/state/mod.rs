@@ -1,0 +1,362 @@
+//! The execution state: one run's history, bus, storage, interrupt handle and retry
+//! configuration. Cheap to clone (an `Arc` inside) and safe to share between tasks.
+
+mod builder;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub use builder::{
+    ExecutionStateBuilder, DEFAULT_BUS_CAPACITY, DEFAULT_CHECK_INTERVAL, DEFAULT_DETAIL_LIMIT,
+    DEFAULT_GRACE_PERIOD,
+};
+
+use crate::actor::{Actor, ActorKind};
+use crate::address::{Address, Node};
+use crate::bus::{Bus, EventStream, Subscriber};
+use crate::call::Call;
+use crate::error::Error;
+use crate::event::{Event, EventStatus, Severity};
+use crate::history::{History, Journal};
+use crate::interrupt::wait::Interrupts;
+use crate::interrupt::{InterruptChecker, InterruptReason, InterruptSignal};
+use crate::retry::{RandomSource, RetryConfig};
+use crate::storage::Storage;
+
+/// Settings that shape how events are recorded and interrupts are handled.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) grace_period: Duration,
+    pub(crate) detail_limit: usize,
+    pub(crate) record_io: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct StateInner {
+    pub(crate) id: String,
+    pub(crate) journal: Journal,
+    pub(crate) bus: Bus,
+    pub(crate) storage: Storage,
+    pub(crate) retry: RetryConfig,
+    pub(crate) interrupts: Interrupts,
+    pub(crate) settings: Settings,
+    pub(crate) random: Arc<dyn RandomSource>,
+    pub(crate) root: Node,
+}
+
+/// One run of a pipeline: where actors are called and everything they do is recorded.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use rh_agents::{Actor, ExecutionState, RetryPolicy};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let state = ExecutionState::builder()
+///     .default_retry(RetryPolicy::constant(Duration::ZERO).max_attempts(3).build()?)
+///     .build();
+/// let double = Actor::tool("double", |x: u32, _ctx| async move { Ok::<_, std::io::Error>(x * 2) });
+/// assert_eq!(state.call(&double, 21).await?, 42);
+/// assert_eq!(state.history().len(), 2); // started, completed
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct ExecutionState {
+    pub(crate) inner: Arc<StateInner>,
+}
+
+impl Default for ExecutionState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ExecutionState {
+    /// A state with default settings.
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder for a configured state.
+    pub fn builder() -> ExecutionStateBuilder {
+        ExecutionStateBuilder::default()
+    }
+
+    /// The state's unique id.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// Calls an actor at the top level. Await the returned [`Call`]; set a per-call retry
+    /// policy, tag or metadata on it first if needed.
+    pub fn call<'a, I, O>(&'a self, actor: &'a Actor<I, O>, input: I) -> Call<'a, I, O> {
+        Call::new(self, &self.inner.root, actor, input)
+    }
+
+    /// The history of this run.
+    pub fn history(&self) -> History<'_> {
+        History::new(&self.inner.journal)
+    }
+
+    /// The key-value store.
+    pub fn storage(&self) -> &Storage {
+        &self.inner.storage
+    }
+
+    /// The retry configuration (levels 3 and 4).
+    pub fn retry_config(&self) -> &RetryConfig {
+        &self.inner.retry
+    }
+
+    /// Adds a sync subscriber; it sees events recorded from now on.
+    pub fn subscribe(&self, subscriber: impl Subscriber) {
+        self.inner.bus.add(Arc::new(subscriber));
+    }
+
+    /// Adds an async subscriber, run on its own task: `f` is awaited for each event in order.
+    /// A failing callback is counted and logged, never propagated. The task ends when the
+    /// state is dropped (or when the returned handle is aborted).
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Runtime`](crate::ErrorKind::Runtime) when called outside a Tokio runtime.
+    pub fn subscribe_async<F, Fut, E>(&self, f: F) -> Result<tokio::task::JoinHandle<()>, Error>
+    where
+        F: Fn(Arc<Event>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+        E: std::fmt::Display,
+    {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::runtime("subscribe_async needs a Tokio runtime: call it from async code")
+        })?;
+        let mut rx = self.inner.bus.receiver();
+        Ok(handle.spawn(async move {
+            use tokio::sync::broadcast::error::RecvError;
+            loop {
+                match rx.recv().await {
+                    Ok(event) => {
+                        if let Err(e) = f(event).await {
+                            tracing::warn!(failure = %e, "async event subscriber failed");
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        tracing::warn!(skipped = n, "async event subscriber fell behind");
+                    }
+                    Err(RecvError::Closed) => break,
+                }
+            }
+        }))
+    }
+
+    /// A stream of the events recorded from now on; it ends after the interrupt notice.
+    pub fn stream(&self) -> EventStream {
+        EventStream::new(self.inner.bus.receiver())
+    }
+
+    /// How many times a subscriber failed (returned an error or panicked).
+    pub fn subscriber_failures(&self) -> u64 {
+        self.inner.bus.failures()
+    }
+
+    /// Asks the run to stop. Every wait (backoff, precondition, running handler, group) wakes
+    /// at once. The first signal wins: it is published once as an interrupt record
+    /// (kind `system`, status `interrupted`) and later requests return `false`.
+    pub fn request_interrupt(&self, signal: impl Into<InterruptSignal>) -> bool {
+        let signal = signal.into();
+        let interrupts = &self.inner.interrupts;
+        if !interrupts.set(signal.clone()) {
+            return false;
+        }
+        let mut event = Event::new(
+            Address::root(),
+            Arc::from("interrupt"),
+            ActorKind::System,
+            EventStatus::Interrupted,
+        );
+        event.message = Some(signal.to_string());
+        event.interrupt = Some(signal);
+        self.record(event);
+        interrupts.token.cancel();
+        true
+    }
+
+    /// The interrupt signal, once one was requested.
+    pub fn interrupt_signal(&self) -> Option<InterruptSignal> {
+        self.inner.interrupts.current().cloned()
+    }
+
+    /// Whether an interrupt was requested.
+    pub fn is_interrupted(&self) -> bool {
+        self.inner.interrupts.current().is_some()
+    }
+
+    /// Resolves when an interrupt is requested.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping it loses nothing.
+    pub async fn interrupted(&self) -> InterruptSignal {
+        self.inner.interrupts.token.cancelled().await;
+        self.interrupt_signal()
+            .unwrap_or_else(|| InterruptSignal::new(InterruptReason::Custom))
+    }
+
+    /// A checkpoint: consults the external checkers and fails if the run is interrupted.
+    ///
+    /// # Errors
+    ///
+    /// The interrupt error, when an interrupt was requested.
+    pub async fn checkpoint(&self) -> Result<(), Error> {
+        match self.check_now().await {
+            Some(signal) => Err(Error::interrupted(signal)),
+            None => Ok(()),
+        }
+    }
+
+    /// Adds an external interrupt checker.
+    pub fn add_checker(&self, checker: InterruptChecker) {
+        self.inner.interrupts.add_checker(checker);
+    }
+
+    /// Interrupts the run with reason `timeout` after `after`, replacing an earlier timeout.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorKind::Runtime`](crate::ErrorKind::Runtime) when called outside a Tokio runtime.
+    pub fn set_timeout(&self, after: Duration) -> Result<(), Error> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::runtime("set_timeout needs a Tokio runtime: call it from async code")
+        })?;
+        // A weak reference, so a pending timeout does not keep a dropped state alive.
+        let weak = Arc::downgrade(&self.inner);
+        let task = handle.spawn(async move {
+            tokio::time::sleep(after).await;
+            if let Some(inner) = weak.upgrade() {
+                let message = format!("run timed out after {}", crate::serde_time::human(after));
+                ExecutionState { inner }.request_interrupt(
+                    InterruptSignal::new(InterruptReason::Timeout)
+                        .message(message)
+                        .triggered_by("timeout"),
+                );
+            }
+        });
+        if let Some(old) = self
+            .inner
+            .interrupts
+            .timeout
+            .lock()
+            .replace(task.abort_handle())
+        {
+            old.abort();
+        }
+        Ok(())
+    }
+
+    /// Cancels a timeout set with [`set_timeout`](Self::set_timeout); `true` if one was set.
+    pub fn cancel_timeout(&self) -> bool {
+        match self.inner.interrupts.timeout.lock().take() {
+            Some(task) => {
+                task.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Publishes a log record at the root address.
+    pub fn log(&self, level: Severity, message: impl Into<String>) {
+        self.log_at(
+            &Address::root(),
+            "log",
+            ActorKind::System,
+            level,
+            message.into(),
+            None,
+        );
+    }
+
+    /// Publishes a log record with metadata at the root address.
+    pub fn log_with(
+        &self,
+        level: Severity,
+        message: impl Into<String>,
+        metadata: Map<String, Value>,
+    ) {
+        self.log_at(
+            &Address::root(),
+            "log",
+            ActorKind::System,
+            level,
+            message.into(),
+            Some(metadata),
+        );
+    }
+
+    pub(crate) fn log_at(
+        &self,
+        address: &Address,
+        actor: &str,
+        kind: ActorKind,
+        level: Severity,
+        message: String,
+        metadata: Option<Map<String, Value>>,
+    ) {
+        let mut event = Event::new(address.clone(), Arc::from(actor), kind, EventStatus::Log);
+        event.level = Some(level);
+        event.message = Some(message);
+        event.metadata = metadata.map(Arc::new);
+        self.record(event);
+    }
+
+    /// Appends a record to the history and delivers it.
+    pub(crate) fn record(&self, event: Event) -> Arc<Event> {
+        self.inner.journal.append(event, &self.inner.bus)
+    }
+
+    /// The detail text of a value: its JSON, truncated to the configured length.
+    pub(crate) fn detail_of<T: Serialize + ?Sized>(&self, value: &T) -> Option<String> {
+        if !self.inner.settings.record_io {
+            return None;
+        }
+        serde_json::to_string(value)
+            .ok()
+            .map(|text| truncate(text, self.inner.settings.detail_limit))
+    }
+
+    pub(crate) fn random(&self) -> f64 {
+        self.inner.random.next_f64()
+    }
+
+    pub(crate) fn grace_period(&self) -> Duration {
+        self.inner.settings.grace_period
+    }
+}
+
+/// Cuts `text` to at most `limit` characters, marking the cut with `…`.
+pub(crate) fn truncate(mut text: String, limit: usize) -> String {
+    if text.len() <= limit {
+        return text;
+    }
+    if let Some((cut, _)) = text.char_indices().nth(limit) {
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate;
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate("héllo".to_owned(), 2), "hé…");
+        assert_eq!(truncate("abc".to_owned(), 5), "abc");
+    }
+}
