@@ -28,14 +28,14 @@ async fn handler_and_postconditions<I, O>(
 where
     I: Clone,
 {
-    let fut = catch(|| (actor.handler)(input.clone(), ctx)).map_err(Box::new)?;
-    let output = CatchUnwind(fut).await.map_err(Box::new)??;
+    let fut = catch(|| (actor.handler)(input.clone(), ctx)).map_err(BoxError::from)?;
+    let output = CatchUnwind(fut).await.map_err(BoxError::from)??;
     for post in &actor.post {
         let verdict = match post {
-            Post::Sync(check) => catch(|| check(input, &output)).map_err(|p| Box::new(p).into()),
+            Post::Sync(check) => catch(|| check(input, &output)).map_err(BoxError::from),
             Post::Async(check) => match catch(|| check(input, &output)) {
-                Ok(fut) => CatchUnwind(fut).await.map_err(|p| Box::new(p).into()),
-                Err(p) => Err(Box::new(p).into()),
+                Ok(fut) => CatchUnwind(fut).await.map_err(BoxError::from),
+                Err(p) => Err(BoxError::from(p)),
             },
         };
         if let Err(source) = verdict.and_then(|r: Result<(), BoxError>| r) {

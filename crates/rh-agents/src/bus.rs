@@ -16,7 +16,7 @@
 //!   never fails the handler whose event it was given, and nothing is retried because of it.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -71,7 +71,11 @@ type SubscriberList = Arc<Vec<Arc<dyn Subscriber>>>;
 pub(crate) struct Bus {
     subscribers: RwLock<SubscriberList>,
     tx: broadcast::Sender<Arc<Event>>,
-    failures: AtomicU64,
+    failures: Arc<AtomicU64>,
+    // Fast paths for the common case of nobody listening: two atomic loads instead of a lock
+    // each. Set once, never cleared (a send to receivers that left is a harmless no-op).
+    has_subscribers: AtomicBool,
+    has_receivers: AtomicBool,
 }
 
 impl std::fmt::Debug for Bus {
@@ -88,9 +92,11 @@ impl Bus {
     pub(crate) fn new(capacity: usize, subscribers: Vec<Arc<dyn Subscriber>>) -> Self {
         let (tx, _) = broadcast::channel(capacity.max(1));
         Self {
+            has_subscribers: AtomicBool::new(!subscribers.is_empty()),
             subscribers: RwLock::new(Arc::new(subscribers)),
             tx,
-            failures: AtomicU64::new(0),
+            failures: Arc::new(AtomicU64::new(0)),
+            has_receivers: AtomicBool::new(false),
         }
     }
 
@@ -99,18 +105,36 @@ impl Bus {
         let mut list = Vec::clone(&guard);
         list.push(subscriber);
         *guard = Arc::new(list);
+        self.has_subscribers.store(true, Ordering::Release);
     }
 
     pub(crate) fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// The failure counter, shared with async subscriber tasks.
+    pub(crate) fn failure_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.failures)
+    }
+
     pub(crate) fn receiver(&self) -> broadcast::Receiver<Arc<Event>> {
-        self.tx.subscribe()
+        let rx = self.tx.subscribe();
+        self.has_receivers.store(true, Ordering::Release);
+        rx
     }
 
     /// Delivers one event. Called with the history held, so deliveries follow history order.
     pub(crate) fn dispatch(&self, event: &Arc<Event>) {
+        if self.has_subscribers.load(Ordering::Acquire) {
+            self.deliver_inline(event);
+        }
+        if self.has_receivers.load(Ordering::Acquire) {
+            // An error only means every receiver left meanwhile; nothing to do.
+            let _ = self.tx.send(Arc::clone(event));
+        }
+    }
+
+    fn deliver_inline(&self, event: &Event) {
         let subscribers = Arc::clone(&self.subscribers.read());
         for subscriber in subscribers.iter() {
             let failure = match catch(|| subscriber.on_event(event)) {
@@ -120,10 +144,6 @@ impl Bus {
             };
             self.failures.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(event = event.id, %failure, "event subscriber failed");
-        }
-        if self.tx.receiver_count() > 0 {
-            // An error only means every receiver left meanwhile; nothing to do.
-            let _ = self.tx.send(Arc::clone(event));
         }
     }
 }

@@ -198,7 +198,7 @@ impl Event {
             actor,
             kind,
             status,
-            timestamp: SystemTime::now(),
+            timestamp: crate::serde_time::now(),
             duration: None,
             message: None,
             detail: None,

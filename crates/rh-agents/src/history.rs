@@ -4,7 +4,7 @@
 //! subscriber sees the history order, and a subscriber may itself read the history or log.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::ReentrantMutex;
@@ -18,6 +18,10 @@ use crate::event::{Event, EventStatus};
 struct Records {
     events: Vec<Arc<Event>>,
     latest: HashMap<Address, usize>,
+    /// Whether a delivery is under way on the thread holding the lock.
+    delivering: bool,
+    /// Records appended by a subscriber during a delivery, delivered after it in order.
+    pending: VecDeque<Arc<Event>>,
 }
 
 #[derive(Debug, Default)]
@@ -27,9 +31,13 @@ pub(crate) struct Journal {
 
 impl Journal {
     /// Numbers, stores and delivers one record.
+    ///
+    /// A subscriber may record events of its own while it is being given one (the lock is
+    /// re-entrant); those are stored at once but delivered only after the current delivery,
+    /// so every subscriber and stream sees the history order.
     pub(crate) fn append(&self, mut event: Event, bus: &Bus) -> Arc<Event> {
         let guard = self.records.lock();
-        let event = {
+        let (event, nested) = {
             let mut records = guard.borrow_mut();
             let index = records.events.len();
             event.id = index as u64;
@@ -38,9 +46,26 @@ impl Journal {
                 records.latest.insert(event.address.clone(), index);
             }
             records.events.push(Arc::clone(&event));
-            event
+            let nested = records.delivering;
+            if nested {
+                records.pending.push_back(Arc::clone(&event));
+            } else {
+                records.delivering = true;
+            }
+            (event, nested)
         };
-        bus.dispatch(&event);
+        if nested {
+            return event;
+        }
+        let mut next = Some(Arc::clone(&event));
+        while let Some(current) = next {
+            bus.dispatch(&current);
+            let mut records = guard.borrow_mut();
+            next = records.pending.pop_front();
+            if next.is_none() {
+                records.delivering = false;
+            }
+        }
         event
     }
 

@@ -7,6 +7,7 @@
 //! … → INTERRUPTED(reason, message)        at any checkpoint, during the handler or the backoff
 //! ```
 
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,11 +21,11 @@ use crate::address::{Address, Node};
 use crate::attempt::{self, Outcome};
 use crate::call::Call;
 use crate::context::Ctx;
-use crate::error::{retry_after_of, BoxError, Error, ErrorKind};
+use crate::error::{describe, retry_after_of, BoxError, Error, ErrorKind};
 use crate::event::{Event, EventStatus, RetryInfo};
-use crate::interrupt::InterruptSignal;
+use crate::interrupt::{InterruptReason, InterruptSignal};
 use crate::panic::{catch, CatchUnwind};
-use crate::retry::PolicySource;
+use crate::retry::{PolicySource, RetryPolicy};
 use crate::serde_time::human;
 use crate::state::ExecutionState;
 
@@ -96,13 +97,13 @@ async fn check_preconditions<I: Clone>(
 ) -> Result<Result<(), BoxError>, InterruptSignal> {
     for check in pre {
         let verdict = match check {
-            Pre::Sync(f) => catch(|| f(input)).map_err(|p| Box::new(p).into()),
+            Pre::Sync(f) => catch(|| f(input)).map_err(BoxError::from),
             Pre::Async(f) => match catch(|| f(input.clone())) {
                 Ok(fut) => state
                     .until_interrupted(CatchUnwind(fut))
                     .await?
-                    .map_err(|p| Box::new(p).into()),
-                Err(p) => Err(Box::new(p).into()),
+                    .map_err(BoxError::from),
+                Err(p) => Err(BoxError::from(p)),
             },
         };
         if let Err(e) = verdict.and_then(|r: Result<(), BoxError>| r) {
@@ -110,6 +111,41 @@ async fn check_preconditions<I: Clone>(
         }
     }
     Ok(Ok(()))
+}
+
+/// Records INTERRUPTED for a call whose future is dropped before it finished (its parent
+/// was aborted after the grace period, or the caller gave up on it), so no call is left
+/// with a dangling STARTED.
+struct Unfinished<'a, 'b> {
+    rec: &'a Recorder<'b>,
+    attempt: AtomicU32,
+    armed: AtomicBool,
+}
+
+impl Unfinished<'_, '_> {
+    fn set_attempt(&self, attempt: u32) {
+        self.attempt.store(attempt, Ordering::Relaxed);
+    }
+
+    fn disarm(&self) {
+        self.armed.store(false, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Unfinished<'_, '_> {
+    fn drop(&mut self) {
+        if !self.armed.load(Ordering::Relaxed) {
+            return;
+        }
+        let signal = self.rec.state.interrupt_signal().unwrap_or_else(|| {
+            InterruptSignal::new(InterruptReason::Custom)
+                .message("the call was dropped before it finished")
+        });
+        let attempt = self.attempt.load(Ordering::Relaxed);
+        let _ = self
+            .rec
+            .interrupted(signal, attempt, attempt + 1, "while aborted", None);
+    }
 }
 
 /// Runs a call to completion.
@@ -127,36 +163,57 @@ where
         tag,
         metadata,
     } = call;
-    let Actor { name, kind, .. } = actor;
-    let address = parent.next_child(name);
-    let (policy, source) = state
-        .inner
-        .retry
-        .resolve(retry.as_ref(), actor.retry.as_ref(), *kind);
+    let address = parent.next_child(&actor.name);
+    let (policy, source) =
+        state
+            .inner
+            .retry
+            .resolve(retry.as_ref(), actor.retry.as_ref(), actor.kind);
     let rec = Recorder {
         state,
         address,
-        actor: name,
-        kind: *kind,
+        actor: &actor.name,
+        kind: actor.kind,
         tag,
         metadata: metadata.map(Arc::new),
         max_attempts: policy.max_attempts(),
         source,
     };
+    let guard = Unfinished {
+        rec: &rec,
+        attempt: AtomicU32::new(0),
+        armed: AtomicBool::new(true),
+    };
+    let result = attempts(&rec, &guard, actor, &input, policy).await;
+    guard.disarm();
+    result
+}
+
+async fn attempts<I, O>(
+    rec: &Recorder<'_>,
+    guard: &Unfinished<'_, '_>,
+    actor: &Actor<I, O>,
+    input: &I,
+    policy: &RetryPolicy,
+) -> Result<O, Error>
+where
+    I: Serialize + Clone + Send + Sync + 'static,
+    O: Serialize + DeserializeOwned + Send + 'static,
+{
+    let state = rec.state;
     let node = Arc::new(Node::new(rec.address.clone()));
-    let deadline = policy.retry_timeout().map(|budget| Instant::now() + budget);
 
     if let Some(signal) = state.check_now().await {
         return Err(rec.interrupted(signal, 0, 0, "before preconditions", None));
     }
     if !actor.pre.is_empty() {
-        match check_preconditions(state, &actor.pre, &input).await {
+        match check_preconditions(state, &actor.pre, input).await {
             Err(signal) => {
                 return Err(rec.interrupted(signal, 0, 0, "during preconditions", None));
             }
             Ok(Err(e)) => {
                 rec.emit(EventStatus::Failed, 0, |ev| {
-                    ev.message = Some(format!("precondition failed: {e}"));
+                    ev.message = Some(format!("precondition failed: {}", describe(&*e)));
                 });
                 return Err(rec.error(ErrorKind::PreconditionFailed, 0).cause(e));
             }
@@ -164,18 +221,23 @@ where
         }
     }
 
+    // The retry budget is measured from the first attempt, not from the preconditions.
+    let deadline = policy.retry_timeout().map(|budget| Instant::now() + budget);
     let mut attempt: u32 = 0;
     // The wait before this attempt and the error that caused it.
     let mut previous: Option<(Duration, String)> = None;
     loop {
+        guard.set_attempt(attempt);
         let original = previous.as_ref().map(|(_, e)| e.as_str());
-        if attempt > 0 {
+        // The checkpoint before the handler. For the first attempt it is the one before the
+        // preconditions, unless preconditions ran since.
+        if attempt > 0 || !actor.pre.is_empty() {
             if let Some(signal) = state.check_now().await {
                 return Err(rec.interrupted(signal, attempt, attempt, "before handler", original));
             }
         }
         rec.emit(EventStatus::Started, attempt, |e| {
-            e.detail = state.detail_of(&input);
+            e.detail = state.detail_of(input);
             if let Some((delay, error)) = &previous {
                 e.retry.delay = Some(*delay);
                 e.retry.original_error = Some(error.clone());
@@ -185,11 +247,11 @@ where
         let ctx = Ctx {
             state: state.clone(),
             node: Arc::clone(&node),
-            actor: Arc::clone(name),
-            kind: *kind,
+            actor: Arc::clone(&actor.name),
+            kind: actor.kind,
             attempt,
         };
-        let outcome = attempt::run(state, actor, &input, ctx, policy.attempt_timeout()).await;
+        let outcome = attempt::run(state, actor, input, ctx, policy.attempt_timeout()).await;
         let elapsed = started.elapsed();
         let attempts = attempt + 1;
         let error = match outcome {
@@ -221,19 +283,21 @@ where
             }
             Outcome::Failed(error) => error,
         };
-        let message = error.to_string();
+        let message = describe(&*error);
         rec.emit(EventStatus::Failed, attempt, |e| {
             e.duration = Some(elapsed);
             e.message = Some(message.clone());
         });
 
-        if !policy.is_enabled() || attempts >= policy.max_attempts() {
+        // A filtered-out error is reported as such even on the last attempt: it says more
+        // than "exhausted" about why nothing more was tried.
+        if policy.is_enabled() && policy.check_error(&*error).is_err() {
+            return Err(rec.error(ErrorKind::NotRetryable, attempts).cause(error));
+        }
+        if attempts >= policy.max_attempts() {
             return Err(rec
                 .error(ErrorKind::RetriesExhausted, attempts)
                 .cause(error));
-        }
-        if policy.check_error(&*error).is_err() {
-            return Err(rec.error(ErrorKind::NotRetryable, attempts).cause(error));
         }
         let mut delay = policy.delay_for(attempts, state.random(), retry_after_of(&*error));
         if let Some(deadline) = deadline {
@@ -244,6 +308,7 @@ where
             delay = delay.min(left);
         }
         let next = attempt + 1;
+        guard.set_attempt(next);
         rec.emit(EventStatus::Retrying, next, |e| {
             e.message = Some(format!(
                 "Attempt {}/{} in {}",

@@ -20,6 +20,18 @@ pub(crate) mod timestamp {
     }
 }
 
+/// The current time, cut to whole microseconds: the precision of the JSON form, so a record
+/// read back from JSON equals the record written.
+pub(crate) fn now() -> SystemTime {
+    let now = SystemTime::now();
+    match now.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since) => {
+            SystemTime::UNIX_EPOCH + Duration::new(since.as_secs(), since.subsec_micros() * 1_000)
+        }
+        Err(_) => now,
+    }
+}
+
 fn to_ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }

@@ -13,9 +13,10 @@ pub struct AttemptTimeout {
     pub after: Duration,
 }
 
-/// The handler panicked. Counted as a failed attempt; the runtime keeps going.
+/// A handler, condition or checker panicked. Counted as a failed attempt (or a failed
+/// condition); the runtime keeps going.
 #[derive(Debug, thiserror::Error)]
-#[error("handler panicked: {message}")]
+#[error("panicked: {message}")]
 pub struct HandlerPanic {
     /// The panic payload, when it was a string.
     pub message: String,
@@ -34,11 +35,13 @@ impl HandlerPanic {
     }
 }
 
-/// A precondition or postcondition rejected the call.
+/// A postcondition rejected an attempt's output; the reason is its `source()`. (A failed
+/// precondition ends the call with [`ErrorKind::PreconditionFailed`](crate::ErrorKind) and the
+/// precondition's own error as the cause.)
 #[derive(Debug, thiserror::Error)]
 #[error("{which} failed")]
 pub struct ConditionFailed {
-    /// `"precondition"` or `"postcondition"`.
+    /// `"postcondition"`.
     pub which: &'static str,
     /// Why the condition failed.
     #[source]

@@ -252,6 +252,26 @@ impl StdError for Error {
     }
 }
 
+/// The error and its causes as one line, `outer: inner: root`, each cause once (marks are
+/// transparent and not repeated).
+pub(crate) fn describe(error: &(dyn StdError + 'static)) -> String {
+    let mut text = String::new();
+    let mut last = String::new();
+    for e in chain(error) {
+        let part = e.to_string();
+        // A transparent wrapper (a mark) displays as the error it wraps: skip the repeat.
+        if part == last {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+        last = part;
+    }
+    text
+}
+
 /// Whether an error (as a handler returned it) is, or wraps, an interrupt of this runtime.
 pub(crate) fn interrupt_in<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a InterruptSignal> {
     chain(error).find_map(|e| e.downcast_ref::<Error>().and_then(Error::interrupt))

@@ -89,7 +89,7 @@ impl InterruptSignal {
             message: None,
             triggered_by: None,
             save_checkpoint: false,
-            timestamp: SystemTime::now(),
+            timestamp: crate::serde_time::now(),
         }
     }
 

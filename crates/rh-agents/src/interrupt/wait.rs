@@ -17,6 +17,7 @@ use super::signal::{InterruptReason, InterruptSignal};
 use crate::event::Severity;
 use crate::panic::{catch, CatchUnwind};
 use crate::state::ExecutionState;
+use crate::BoxError;
 
 /// The interrupt side of a state.
 #[derive(Debug)]
@@ -83,8 +84,8 @@ impl ExecutionState {
         let interrupts = &self.inner.interrupts;
         for checker in interrupts.checkers().iter() {
             let outcome = match catch(|| checker.start()) {
-                Ok(fut) => CatchUnwind(fut).await.map_err(|p| Box::new(p).into()),
-                Err(p) => Err(Box::new(p).into()),
+                Ok(fut) => CatchUnwind(fut).await.map_err(BoxError::from),
+                Err(p) => Err(BoxError::from(p)),
             };
             match outcome.and_then(|r| r) {
                 Ok(None) => {}
@@ -130,10 +131,12 @@ impl ExecutionState {
         }
         tokio::pin!(fut);
         if !interrupts.has_checkers() {
+            // The future is polled first: most handlers finish on their first poll, and then
+            // no waiter is ever registered on the token.
             return tokio::select! {
                 biased;
-                () = interrupts.token.cancelled() => Err(interrupts.fired()),
                 out = &mut fut => Ok(out),
+                () = interrupts.token.cancelled() => Err(interrupts.fired()),
             };
         }
         let period = interrupts.check_interval.max(Duration::from_millis(1));
@@ -142,8 +145,8 @@ impl ExecutionState {
         loop {
             tokio::select! {
                 biased;
-                () = interrupts.token.cancelled() => return Err(interrupts.fired()),
                 out = &mut fut => return Ok(out),
+                () = interrupts.token.cancelled() => return Err(interrupts.fired()),
                 _ = ticks.tick() => {
                     if let Some(signal) = self.poll_checkers().await {
                         return Err(signal);

@@ -136,12 +136,14 @@ impl ExecutionState {
             Error::runtime("subscribe_async needs a Tokio runtime: call it from async code")
         })?;
         let mut rx = self.inner.bus.receiver();
+        let failures = self.inner.bus.failure_counter();
         Ok(handle.spawn(async move {
             use tokio::sync::broadcast::error::RecvError;
             loop {
                 match rx.recv().await {
                     Ok(event) => {
                         if let Err(e) = f(event).await {
+                            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             tracing::warn!(failure = %e, "async event subscriber failed");
                         }
                     }
