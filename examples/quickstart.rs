@@ -37,7 +37,7 @@ fn print_event(event: &Event) {
             "✖",
             format!("failed: {}", event.message.as_deref().unwrap_or("")),
         ),
-        EventStatus::Retrying => ("↻", event.message.clone().unwrap_or_default()),
+        EventStatus::Retrying => ("↻", event.message.as_deref().unwrap_or("").to_owned()),
         EventStatus::Interrupted if event.address.is_root() => (
             "■",
             format!(

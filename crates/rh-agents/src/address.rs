@@ -5,10 +5,11 @@
 //! `planner#0/search#1`. The same program with the same inputs yields the same addresses, which
 //! is what makes resume and replay correct, also when one tool is called twice.
 
-use std::collections::HashMap;
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 /// The deterministic address of an event, such as `planner#0/search#1`.
@@ -32,12 +33,22 @@ impl Address {
 
     /// The child address for the `index`-th call to `actor` under this address.
     pub fn child(&self, actor: &str, index: u32) -> Self {
-        let text = if self.0.is_empty() {
-            format!("{actor}#{index}")
-        } else {
-            format!("{}/{actor}#{index}", self.0)
-        };
-        Self(Arc::from(text))
+        thread_local! {
+            // One scratch buffer per thread: the address is built in it and copied once into
+            // its shared string, so a call costs one allocation for its address, not three.
+            static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
+        }
+        SCRATCH.with_borrow_mut(|text| {
+            text.clear();
+            if !self.0.is_empty() {
+                text.push_str(&self.0);
+                text.push('/');
+            }
+            text.push_str(actor);
+            text.push('#');
+            push_decimal(text, index);
+            Self(Arc::from(text.as_str()))
+        })
     }
 
     /// The address as text.
@@ -87,6 +98,23 @@ impl fmt::Debug for Address {
     }
 }
 
+/// Appends `n` in decimal (cheaper than the formatting machinery on the hot path).
+pub(crate) fn push_decimal(text: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        text.push(char::from(d));
+    }
+}
+
 /// One position in the call tree: an address and the counters that number its children.
 ///
 /// Counters live with the node (not in a global stack), so concurrent tasks calling under the
@@ -94,14 +122,14 @@ impl fmt::Debug for Address {
 #[derive(Debug)]
 pub(crate) struct Node {
     pub(crate) address: Address,
-    children: Mutex<HashMap<Arc<str>, u32>>,
+    children: Mutex<FxHashMap<Arc<str>, u32>>,
 }
 
 impl Node {
     pub(crate) fn new(address: Address) -> Self {
         Self {
             address,
-            children: Mutex::new(HashMap::new()),
+            children: Mutex::new(FxHashMap::default()),
         }
     }
 
@@ -109,10 +137,15 @@ impl Node {
     pub(crate) fn next_child(&self, actor: &Arc<str>) -> Address {
         let index = {
             let mut children = self.children.lock().unwrap_or_else(PoisonError::into_inner);
-            let slot = children.entry(Arc::clone(actor)).or_insert(0);
-            let index = *slot;
-            *slot += 1;
-            index
+            // Look up by `&str` first: the key is cloned only for an actor's first call here.
+            if let Some(slot) = children.get_mut(&**actor) {
+                let index = *slot;
+                *slot += 1;
+                index
+            } else {
+                children.insert(Arc::clone(actor), 1);
+                0
+            }
         };
         self.address.child(actor, index)
     }
@@ -132,6 +165,15 @@ mod tests {
         assert_eq!(root.next_child(&search).as_str(), "search#1");
         let planner = Node::new(Address::parse("planner#0"));
         assert_eq!(planner.next_child(&search).as_str(), "planner#0/search#0");
+    }
+
+    #[test]
+    fn indices_are_written_in_decimal() {
+        for n in [0, 7, 10, 99, 1234, u32::MAX] {
+            let mut text = String::new();
+            push_decimal(&mut text, n);
+            assert_eq!(text, n.to_string());
+        }
     }
 
     #[test]

@@ -41,7 +41,8 @@ pub struct Call<'a, I, O> {
     pub(crate) parent: &'a Node,
     pub(crate) actor: &'a Actor<I, O>,
     pub(crate) input: I,
-    pub(crate) retry: Option<RetryPolicy>,
+    // Boxed: a policy is large and most calls do not set one.
+    pub(crate) retry: Option<Box<RetryPolicy>>,
     pub(crate) tag: Option<String>,
     pub(crate) metadata: Option<Map<String, Value>>,
 }
@@ -78,7 +79,7 @@ impl<'a, I, O> Call<'a, I, O> {
     /// The retry policy for this call only (level 1). [`RetryPolicy::disabled`] makes it
     /// single-shot.
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
-        self.retry = Some(policy);
+        self.retry = Some(Box::new(policy));
         self
     }
 

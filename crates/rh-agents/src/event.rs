@@ -111,9 +111,9 @@ pub struct RetryInfo {
     /// `retrying`).
     #[serde(with = "serde_time::option_duration_ms", default, rename = "delay_ms")]
     pub delay: Option<Duration>,
-    /// The error that caused the retry, as text.
+    /// The error that caused the retry, as text (shared by the records of one retry).
     #[serde(default)]
-    pub original_error: Option<String>,
+    pub original_error: Option<Arc<str>>,
     /// Which configuration level decided the retry policy.
     #[serde(default)]
     pub policy_source: Option<PolicySource>,
@@ -158,13 +158,14 @@ pub struct Event {
     pub duration: Option<Duration>,
     /// A one-line description, e.g. the error on `failed` or "Attempt 2/3 in 1.0s".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The input (on `started`) or output (on `completed`) as JSON text, truncated.
+    pub message: Option<Arc<str>>,
+    /// The input (on `started`) or output (on `completed`) as JSON text, truncated. Shared:
+    /// the retries of a call point at one copy of its input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// A free tag given at the call site.
+    pub detail: Option<Arc<str>>,
+    /// A free tag given at the call site (shared by the records of one call).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
+    pub tag: Option<Arc<str>>,
     /// Free metadata given at the call site or with a log record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<Arc<Map<String, Value>>>,
@@ -173,9 +174,9 @@ pub struct Event {
     pub result: Option<Value>,
     /// Retry bookkeeping.
     pub retry: RetryInfo,
-    /// The interrupt, on `interrupted` records.
+    /// The interrupt, on `interrupted` records (boxed: rare, and records stay small).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub interrupt: Option<InterruptSignal>,
+    pub interrupt: Option<Box<InterruptSignal>>,
     /// Severity, on `log` records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<Severity>,

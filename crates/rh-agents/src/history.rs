@@ -4,10 +4,11 @@
 //! subscriber sees the history order, and a subscriber may itself read the history or log.
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use parking_lot::ReentrantMutex;
+use rustc_hash::FxHashMap;
 
 use crate::actor::ActorKind;
 use crate::address::Address;
@@ -17,7 +18,11 @@ use crate::event::{Event, EventStatus};
 #[derive(Debug, Default)]
 struct Records {
     events: Vec<Arc<Event>>,
-    latest: HashMap<Address, usize>,
+    /// The latest actor record per address, brought up to date lazily by readers: keeping it
+    /// current on every append would put a hash-map insert on the hot path.
+    latest: FxHashMap<Address, usize>,
+    /// How many records `latest` covers.
+    indexed: usize,
     /// Whether a delivery is under way on the thread holding the lock.
     delivering: bool,
     /// Records appended by a subscriber during a delivery, delivered after it in order.
@@ -39,12 +44,8 @@ impl Journal {
         let guard = self.records.lock();
         let (event, nested) = {
             let mut records = guard.borrow_mut();
-            let index = records.events.len();
-            event.id = index as u64;
+            event.id = records.events.len() as u64;
             let event = Arc::new(event);
-            if event.kind != ActorKind::System && event.status != EventStatus::Log {
-                records.latest.insert(event.address.clone(), index);
-            }
             records.events.push(Arc::clone(&event));
             let nested = records.delivering;
             if nested {
@@ -71,6 +72,28 @@ impl Journal {
 
     fn with<T>(&self, f: impl FnOnce(&Records) -> T) -> T {
         let guard = self.records.lock();
+        let records = guard.borrow();
+        f(&records)
+    }
+
+    /// Like `with`, with the latest-per-address index brought up to date first.
+    fn with_index<T>(&self, f: impl FnOnce(&Records) -> T) -> T {
+        let guard = self.records.lock();
+        {
+            let mut records = guard.borrow_mut();
+            let Records {
+                events,
+                latest,
+                indexed,
+                ..
+            } = &mut *records;
+            for (index, event) in events.iter().enumerate().skip(*indexed) {
+                if event.kind != ActorKind::System && event.status != EventStatus::Log {
+                    latest.insert(event.address.clone(), index);
+                }
+            }
+            *indexed = events.len();
+        }
         let records = guard.borrow();
         f(&records)
     }
@@ -120,7 +143,7 @@ impl<'a> History<'a> {
     /// The latest actor record at an address (logs and interrupt notices excluded).
     pub fn latest(&self, address: &str) -> Option<Arc<Event>> {
         let address = Address::parse(address);
-        self.journal.with(|r| {
+        self.journal.with_index(|r| {
             r.latest
                 .get(&address)
                 .and_then(|&i| r.events.get(i).cloned())
@@ -129,7 +152,7 @@ impl<'a> History<'a> {
 
     /// The latest actor record of every address, in order of first appearance.
     pub fn latest_by_address(&self) -> Vec<Arc<Event>> {
-        self.journal.with(|r| {
+        self.journal.with_index(|r| {
             let mut seen = std::collections::HashSet::new();
             r.events
                 .iter()

@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::actor::{Actor, ActorKind, Pre};
-use crate::address::{Address, Node};
+use crate::address::{push_decimal, Address, Node};
 use crate::attempt::{self, Outcome};
 use crate::call::Call;
 use crate::context::Ctx;
@@ -26,7 +26,7 @@ use crate::event::{Event, EventStatus, RetryInfo};
 use crate::interrupt::{InterruptReason, InterruptSignal};
 use crate::panic::{catch, CatchUnwind};
 use crate::retry::{PolicySource, RetryPolicy};
-use crate::serde_time::human;
+use crate::serde_time::Human;
 use crate::state::ExecutionState;
 
 /// Makes the records of one call.
@@ -35,7 +35,7 @@ struct Recorder<'a> {
     address: Address,
     actor: &'a Arc<str>,
     kind: ActorKind,
-    tag: Option<String>,
+    tag: Option<Arc<str>>,
     metadata: Option<Arc<Map<String, Value>>>,
     max_attempts: u32,
     source: PolicySource,
@@ -76,13 +76,16 @@ impl Recorder<'_> {
         attempt: u32,
         attempts: u32,
         during: &str,
-        original_error: Option<&str>,
+        original_error: Option<&Arc<str>>,
     ) -> Error {
         self.emit(EventStatus::Interrupted, attempt, |e| {
-            e.message = signal.message.clone();
-            e.detail = Some(format!("Interrupted {during}: {}", signal.reason));
-            e.retry.original_error = original_error.map(str::to_owned);
-            e.interrupt = Some(signal.clone());
+            e.message = signal.message.as_deref().map(Arc::from);
+            e.detail = Some(Arc::from(format!(
+                "Interrupted {during}: {}",
+                signal.reason
+            )));
+            e.retry.original_error = original_error.cloned();
+            e.interrupt = Some(Box::new(signal.clone()));
         });
         Error::interrupted(signal)
             .at(self.actor, self.kind, &self.address)
@@ -111,6 +114,25 @@ async fn check_preconditions<I: Clone>(
         }
     }
     Ok(Ok(()))
+}
+
+/// "Attempt 2/3 in 1.0s", built without the formatting machinery for the common parts (this
+/// runs on every retry, also the zero-delay ones that must stay cheap).
+fn retry_message(attempt: u32, of: u32, delay: Duration) -> Arc<str> {
+    use std::fmt::Write as _;
+    let mut text = String::with_capacity(32);
+    text.push_str("Attempt ");
+    push_decimal(&mut text, attempt);
+    text.push('/');
+    push_decimal(&mut text, of);
+    text.push_str(" in ");
+    if delay.is_zero() {
+        text.push_str("0µs");
+    } else {
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{}", Human(delay));
+    }
+    Arc::from(text)
 }
 
 /// Records INTERRUPTED for a call whose future is dropped before it finished (its parent
@@ -168,13 +190,13 @@ where
         state
             .inner
             .retry
-            .resolve(retry.as_ref(), actor.retry.as_ref(), actor.kind);
+            .resolve(retry.as_deref(), actor.retry.as_ref(), actor.kind);
     let rec = Recorder {
         state,
         address,
         actor: &actor.name,
         kind: actor.kind,
-        tag,
+        tag: tag.map(Arc::from),
         metadata: metadata.map(Arc::new),
         max_attempts: policy.max_attempts(),
         source,
@@ -213,7 +235,7 @@ where
             }
             Ok(Err(e)) => {
                 rec.emit(EventStatus::Failed, 0, |ev| {
-                    ev.message = Some(format!("precondition failed: {}", describe(&*e)));
+                    ev.message = Some(Arc::from(format!("precondition failed: {}", describe(&*e))));
                 });
                 return Err(rec.error(ErrorKind::PreconditionFailed, 0).cause(e));
             }
@@ -225,10 +247,12 @@ where
     let deadline = policy.retry_timeout().map(|budget| Instant::now() + budget);
     let mut attempt: u32 = 0;
     // The wait before this attempt and the error that caused it.
-    let mut previous: Option<(Duration, String)> = None;
+    let mut previous: Option<(Duration, Arc<str>)> = None;
+    // The input's detail, made once and shared by every attempt's STARTED record.
+    let mut input_detail: Option<Arc<str>> = None;
     loop {
         guard.set_attempt(attempt);
-        let original = previous.as_ref().map(|(_, e)| e.as_str());
+        let original = previous.as_ref().map(|(_, e)| e);
         // The checkpoint before the handler. For the first attempt it is the one before the
         // preconditions, unless preconditions ran since.
         if attempt > 0 || !actor.pre.is_empty() {
@@ -236,11 +260,14 @@ where
                 return Err(rec.interrupted(signal, attempt, attempt, "before handler", original));
             }
         }
+        if attempt == 0 {
+            input_detail = state.detail_of(input);
+        }
         rec.emit(EventStatus::Started, attempt, |e| {
-            e.detail = state.detail_of(input);
+            e.detail.clone_from(&input_detail);
             if let Some((delay, error)) = &previous {
                 e.retry.delay = Some(*delay);
-                e.retry.original_error = Some(error.clone());
+                e.retry.original_error = Some(Arc::clone(error));
             }
         });
         let started = Instant::now();
@@ -261,7 +288,9 @@ where
                     Err(e) => {
                         rec.emit(EventStatus::Failed, attempt, |ev| {
                             ev.duration = Some(elapsed);
-                            ev.message = Some(format!("output could not be recorded as JSON: {e}"));
+                            ev.message = Some(Arc::from(format!(
+                                "output could not be recorded as JSON: {e}"
+                            )));
                         });
                         return Err(rec.error(ErrorKind::Output, attempts).cause(Box::new(e)));
                     }
@@ -283,10 +312,10 @@ where
             }
             Outcome::Failed(error) => error,
         };
-        let message = describe(&*error);
+        let message: Arc<str> = Arc::from(describe(&*error));
         rec.emit(EventStatus::Failed, attempt, |e| {
             e.duration = Some(elapsed);
-            e.message = Some(message.clone());
+            e.message = Some(Arc::clone(&message));
         });
 
         // A filtered-out error is reported as such even on the last attempt: it says more
@@ -310,14 +339,9 @@ where
         let next = attempt + 1;
         guard.set_attempt(next);
         rec.emit(EventStatus::Retrying, next, |e| {
-            e.message = Some(format!(
-                "Attempt {}/{} in {}",
-                next + 1,
-                policy.max_attempts(),
-                human(delay)
-            ));
+            e.message = Some(retry_message(next + 1, policy.max_attempts(), delay));
             e.retry.delay = Some(delay);
-            e.retry.original_error = Some(message.clone());
+            e.retry.original_error = Some(Arc::clone(&message));
         });
         if let Err(signal) = state.interruptible_sleep(delay).await {
             return Err(rec.interrupted(
@@ -330,5 +354,24 @@ where
         }
         previous = Some((delay, message));
         attempt = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_message;
+    use std::time::Duration;
+
+    #[test]
+    fn retry_messages_read_naturally() {
+        assert_eq!(
+            &*retry_message(2, 3, Duration::from_secs(1)),
+            "Attempt 2/3 in 1.0s"
+        );
+        assert_eq!(&*retry_message(5, 5, Duration::ZERO), "Attempt 5/5 in 0µs");
+        assert_eq!(
+            &*retry_message(3, 10, Duration::from_millis(250)),
+            "Attempt 3/10 in 250.0ms"
+        );
     }
 }

@@ -62,24 +62,34 @@ pub(crate) mod option_duration_ms {
 }
 
 /// Formats a duration for people: `850µs`, `12.3ms`, `1.0s`, `2m 5.0s`.
-pub(crate) fn human(d: Duration) -> String {
-    let micros = d.as_micros();
-    if micros < 1_000 {
-        format!("{micros}µs")
-    } else if micros < 1_000_000 {
-        format!("{:.1}ms", d.as_secs_f64() * 1000.0)
-    } else if d.as_secs() < 60 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        let secs = d.as_secs_f64();
-        let minutes = (secs / 60.0).floor();
-        format!("{}m {:.1}s", minutes as u64, secs - minutes * 60.0)
+pub(crate) struct Human(pub(crate) Duration);
+
+impl std::fmt::Display for Human {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = self.0;
+        // Below a second the value fits a u64: formatting a u64 is much cheaper than a u128.
+        let micros = d.subsec_micros();
+        if d.as_secs() == 0 && micros < 1_000 {
+            write!(f, "{micros}µs")
+        } else if d.as_secs() == 0 {
+            write!(f, "{:.1}ms", d.as_secs_f64() * 1000.0)
+        } else if d.as_secs() < 60 {
+            write!(f, "{:.1}s", d.as_secs_f64())
+        } else {
+            let secs = d.as_secs_f64();
+            let minutes = (secs / 60.0).floor();
+            write!(f, "{}m {:.1}s", minutes as u64, secs - minutes * 60.0)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::human;
+    use super::Human;
+
+    fn human(d: Duration) -> String {
+        Human(d).to_string()
+    }
     use std::time::Duration;
 
     #[test]

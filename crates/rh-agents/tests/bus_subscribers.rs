@@ -175,7 +175,7 @@ async fn subscriber_may_log_and_read_the_history_without_deadlock() {
         .events()
         .iter()
         .filter(|e| e.status == Log)
-        .map(|e| e.message.clone().unwrap())
+        .map(|e| e.message.as_deref().unwrap().to_owned())
         .collect();
     assert_eq!(logs, ["saw started at fine#0", "saw completed at fine#0"]);
     let observed = observed.lock().unwrap();

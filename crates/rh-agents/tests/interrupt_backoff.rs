@@ -106,7 +106,7 @@ async fn interrupt_during_backoff_stops_the_call_and_records_the_retry_trail() {
         interrupted.retry.original_error.as_deref(),
         Some("upstream down")
     );
-    assert_eq!(interrupted.interrupt.as_ref(), Some(&signal));
+    assert_eq!(interrupted.interrupt.as_deref(), Some(&signal));
     assert_eq!(interrupted.kind, ActorKind::Tool);
 }
 
@@ -313,7 +313,7 @@ async fn one_interrupt_publishes_exactly_one_notice() {
         .unwrap();
     assert_eq!(notice.status, Interrupted);
     assert!(notice.address.is_root());
-    assert_eq!(notice.interrupt.as_ref(), Some(&first));
+    assert_eq!(notice.interrupt.as_deref(), Some(&first));
     assert_eq!(notice.message.as_deref(), Some("user_cancelled: first"));
     // The first signal wins everywhere.
     assert_eq!(state.interrupt_signal(), Some(first.clone()));

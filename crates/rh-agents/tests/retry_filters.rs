@@ -163,7 +163,7 @@ async fn retry_on_type_matches_through_a_wrapping_error_source_chain() {
     let retrying = with_status(&state, "research#0", Retrying);
     let causes: Vec<_> = retrying
         .iter()
-        .map(|e| e.retry.original_error.clone().unwrap())
+        .map(|e| e.retry.original_error.as_deref().unwrap().to_owned())
         .collect();
     assert_eq!(
         causes,

@@ -7,7 +7,7 @@ use crate::BoxError;
 
 /// An attempt ran longer than the policy's per-attempt timeout. Retryable by default.
 #[derive(Debug, thiserror::Error)]
-#[error("attempt timed out after {}", crate::serde_time::human(*.after))]
+#[error("attempt timed out after {}", crate::serde_time::Human(*.after))]
 pub struct AttemptTimeout {
     /// The per-attempt timeout that was exceeded.
     pub after: Duration,

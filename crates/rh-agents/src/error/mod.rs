@@ -252,22 +252,17 @@ impl StdError for Error {
     }
 }
 
-/// The error and its causes as one line, `outer: inner: root`, each cause once (marks are
-/// transparent and not repeated).
+/// The error and its causes as one line, `outer: inner: root`. Marks are transparent (they
+/// display as the error they wrap), so they are skipped rather than repeated.
 pub(crate) fn describe(error: &(dyn StdError + 'static)) -> String {
+    use std::fmt::Write as _;
     let mut text = String::new();
-    let mut last = String::new();
-    for e in chain(error) {
-        let part = e.to_string();
-        // A transparent wrapper (a mark) displays as the error it wraps: skip the repeat.
-        if part == last {
-            continue;
-        }
+    for e in chain(error).filter(|e| !e.is::<Marked>()) {
         if !text.is_empty() {
             text.push_str(": ");
         }
-        text.push_str(&part);
-        last = part;
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{e}");
     }
     text
 }

@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
@@ -110,7 +111,8 @@ impl ExecutionState {
             return Some(signal.clone());
         }
         if interrupts.has_checkers() {
-            return self.poll_checkers().await;
+            // Boxed so that the checkers' futures are not part of every call's future.
+            return Box::pin(self.poll_checkers()).await;
         }
         None
     }
@@ -129,16 +131,40 @@ impl ExecutionState {
         if let Some(signal) = interrupts.current() {
             return Err(signal.clone());
         }
+        if interrupts.has_checkers() {
+            // Boxed so that the poll timer is not part of every call's future (this path is
+            // taken only when a checker is registered).
+            return Box::pin(self.until_interrupted_polling(fut)).await;
+        }
         tokio::pin!(fut);
-        if !interrupts.has_checkers() {
-            // The future is polled first: most handlers finish on their first poll, and then
-            // no waiter is ever registered on the token.
-            return tokio::select! {
+        // One poll before anything else: most handlers finish on their first poll, and then no
+        // waiter is registered on the token and no wait state is allocated.
+        let first = std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+            Poll::Ready(out) => Poll::Ready(Some(out)),
+            Poll::Pending => Poll::Ready(None),
+        })
+        .await;
+        if let Some(out) = first {
+            return Ok(out);
+        }
+        // Still running: wait for it or the interrupt. Boxed, as the token's waiter is large
+        // and only futures that really wait need it.
+        Box::pin(async {
+            tokio::select! {
                 biased;
                 out = &mut fut => Ok(out),
                 () = interrupts.token.cancelled() => Err(interrupts.fired()),
-            };
-        }
+            }
+        })
+        .await
+    }
+
+    async fn until_interrupted_polling<F: Future>(
+        &self,
+        fut: F,
+    ) -> Result<F::Output, InterruptSignal> {
+        let interrupts = &self.inner.interrupts;
+        tokio::pin!(fut);
         let period = interrupts.check_interval.max(Duration::from_millis(1));
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -165,6 +191,8 @@ impl ExecutionState {
                 None => Ok(()),
             };
         }
-        self.until_interrupted(tokio::time::sleep(delay)).await
+        // Boxed: a timer is large, and only calls that really back off need one.
+        self.until_interrupted(Box::pin(tokio::time::sleep(delay)))
+            .await
     }
 }

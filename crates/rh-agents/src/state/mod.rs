@@ -181,8 +181,8 @@ impl ExecutionState {
             ActorKind::System,
             EventStatus::Interrupted,
         );
-        event.message = Some(signal.to_string());
-        event.interrupt = Some(signal);
+        event.message = Some(Arc::from(signal.to_string()));
+        event.interrupt = Some(Box::new(signal));
         self.record(event);
         interrupts.token.cancel();
         true
@@ -240,7 +240,7 @@ impl ExecutionState {
         let task = handle.spawn(async move {
             tokio::time::sleep(after).await;
             if let Some(inner) = weak.upgrade() {
-                let message = format!("run timed out after {}", crate::serde_time::human(after));
+                let message = format!("run timed out after {}", crate::serde_time::Human(after));
                 ExecutionState { inner }.request_interrupt(
                     InterruptSignal::new(InterruptReason::Timeout)
                         .message(message)
@@ -311,7 +311,7 @@ impl ExecutionState {
     ) {
         let mut event = Event::new(address.clone(), Arc::from(actor), kind, EventStatus::Log);
         event.level = Some(level);
-        event.message = Some(message);
+        event.message = Some(Arc::from(message));
         event.metadata = metadata.map(Arc::new);
         self.record(event);
     }
@@ -322,13 +322,22 @@ impl ExecutionState {
     }
 
     /// The detail text of a value: its JSON, truncated to the configured length.
-    pub(crate) fn detail_of<T: Serialize + ?Sized>(&self, value: &T) -> Option<String> {
+    pub(crate) fn detail_of<T: Serialize + ?Sized>(&self, value: &T) -> Option<Arc<str>> {
         if !self.inner.settings.record_io {
             return None;
         }
-        serde_json::to_string(value)
-            .ok()
-            .map(|text| truncate(text, self.inner.settings.detail_limit))
+        thread_local! {
+            // Serialized into a reused buffer, then copied once at its exact size: a detail
+            // stays in the history for the life of the state, so its capacity matters.
+            static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        SCRATCH.with_borrow_mut(|buf| {
+            buf.clear();
+            serde_json::to_writer(&mut *buf, value).ok()?;
+            // serde_json writes valid UTF-8.
+            let text = std::str::from_utf8(buf).ok()?;
+            Some(truncate(text, self.inner.settings.detail_limit))
+        })
     }
 
     pub(crate) fn random(&self) -> f64 {
@@ -341,15 +350,14 @@ impl ExecutionState {
 }
 
 /// Cuts `text` to at most `limit` characters, marking the cut with `…`.
-pub(crate) fn truncate(mut text: String, limit: usize) -> String {
+pub(crate) fn truncate(text: &str, limit: usize) -> Arc<str> {
     if text.len() <= limit {
-        return text;
+        return Arc::from(text);
     }
-    if let Some((cut, _)) = text.char_indices().nth(limit) {
-        text.truncate(cut);
-        text.push('…');
+    match text.char_indices().nth(limit) {
+        Some((cut, _)) => Arc::from(format!("{}…", &text[..cut])),
+        None => Arc::from(text),
     }
-    text
 }
 
 #[cfg(test)]
@@ -358,7 +366,7 @@ mod tests {
 
     #[test]
     fn truncate_respects_char_boundaries() {
-        assert_eq!(truncate("héllo".to_owned(), 2), "hé…");
-        assert_eq!(truncate("abc".to_owned(), 5), "abc");
+        assert_eq!(&*truncate("héllo", 2), "hé…");
+        assert_eq!(&*truncate("abc", 5), "abc");
     }
 }
