@@ -44,7 +44,7 @@ impl Address {
                 text.push_str(&self.0);
                 text.push('/');
             }
-            text.push_str(actor);
+            push_segment(text, actor);
             text.push('#');
             push_decimal(text, index);
             Self(Arc::from(text.as_str()))
@@ -95,6 +95,24 @@ impl fmt::Display for Address {
 impl fmt::Debug for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Address({:?})", &*self.0)
+    }
+}
+
+/// Appends an actor name as an address segment. The separators `/` and `#` (and the escape
+/// character `%`) are percent-encoded, so a name such as `web/search` cannot make an address
+/// ambiguous.
+fn push_segment(text: &mut String, name: &str) {
+    if !name.contains(['%', '/', '#']) {
+        text.push_str(name);
+        return;
+    }
+    for c in name.chars() {
+        match c {
+            '%' => text.push_str("%25"),
+            '/' => text.push_str("%2F"),
+            '#' => text.push_str("%23"),
+            c => text.push(c),
+        }
     }
 }
 
@@ -174,6 +192,14 @@ mod tests {
             push_decimal(&mut text, n);
             assert_eq!(text, n.to_string());
         }
+    }
+
+    #[test]
+    fn separators_in_names_are_escaped() {
+        let a = Address::root().child("web/search#2", 0);
+        assert_eq!(a.as_str(), "web%2Fsearch%232#0");
+        assert_eq!(a.depth(), 1);
+        assert_eq!(a.child("50%", 1).as_str(), "web%2Fsearch%232#0/50%25#1");
     }
 
     #[test]

@@ -84,6 +84,12 @@ pub(crate) async fn run<I: Clone + Sync, O: Send>(
     ctx: Ctx,
     timeout: Option<Duration>,
 ) -> Outcome<O> {
+    // An interrupt that came before the handler started (e.g. from a subscriber of the
+    // STARTED record) stops it from starting: the grace period is for handlers already at
+    // work, not a licence to begin.
+    if let Some(signal) = state.interrupt_signal() {
+        return Outcome::Interrupted(signal);
+    }
     let mut attempt = match build(actor, input, ctx, timeout) {
         Ok(fut) => CatchUnwind(fut),
         Err(panic) => return Outcome::Failed(panic),

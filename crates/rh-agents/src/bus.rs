@@ -6,7 +6,9 @@
 //!   while the history is held, so they see events exactly in history order and an event is
 //!   delivered before the call that produced it moves on (what a checkpoint writer needs).
 //!   They must be quick: slow work belongs in an async subscriber. A subscriber may read the
-//!   state or record events of its own (the lock is re-entrant).
+//!   state or record events of its own (the lock is re-entrant; its records are delivered
+//!   after the current one), but it must never block waiting for another thread that
+//!   records events: that thread waits for the subscriber, and both stop.
 //! - **Async subscribers and streams** read from a bounded buffer (1,024 events by default,
 //!   [`bus_capacity`](crate::ExecutionStateBuilder::bus_capacity)). The runtime never waits for
 //!   them: one that falls further behind than its buffer skips the oldest events and the skip

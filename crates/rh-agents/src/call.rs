@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::actor::Actor;
-use crate::address::Node;
+use crate::address::{Address, Node};
 use crate::error::Error;
 use crate::retry::RetryPolicy;
 use crate::state::ExecutionState;
@@ -38,7 +38,9 @@ use crate::state::ExecutionState;
 #[must_use = "a call does nothing until it is awaited"]
 pub struct Call<'a, I, O> {
     pub(crate) state: &'a ExecutionState,
-    pub(crate) parent: &'a Node,
+    /// Reserved when the call is created, so addresses follow the order in which the program
+    /// makes its calls, not the order in which their futures happen to be polled.
+    pub(crate) address: Address,
     pub(crate) actor: &'a Actor<I, O>,
     pub(crate) input: I,
     // Boxed: a policy is large and most calls do not set one.
@@ -51,7 +53,7 @@ impl<I, O> std::fmt::Debug for Call<'_, I, O> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Call")
             .field("actor", &self.actor.name)
-            .field("parent", &self.parent.address)
+            .field("address", &self.address)
             .field("retry", &self.retry)
             .field("tag", &self.tag)
             .finish_non_exhaustive()
@@ -67,7 +69,7 @@ impl<'a, I, O> Call<'a, I, O> {
     ) -> Self {
         Self {
             state,
-            parent,
+            address: parent.next_child(&actor.name),
             actor,
             input,
             retry: None,

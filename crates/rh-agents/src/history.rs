@@ -29,6 +29,18 @@ struct Records {
     pending: VecDeque<Arc<Event>>,
 }
 
+/// Clears the delivering flag (and any undelivered records) when a delivery ends.
+struct ResetDelivering<'a>(&'a RefCell<Records>);
+
+impl Drop for ResetDelivering<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut records) = self.0.try_borrow_mut() {
+            records.delivering = false;
+            records.pending.clear();
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
     records: ReentrantMutex<RefCell<Records>>,
@@ -58,14 +70,13 @@ impl Journal {
         if nested {
             return event;
         }
+        // Whatever happens during delivery (even a panic outside any subscriber), the flag is
+        // cleared: a stuck flag would stop every later record from being delivered.
+        let _reset = ResetDelivering(&guard);
         let mut next = Some(Arc::clone(&event));
         while let Some(current) = next {
             bus.dispatch(&current);
-            let mut records = guard.borrow_mut();
-            next = records.pending.pop_front();
-            if next.is_none() {
-                records.delivering = false;
-            }
+            next = guard.borrow_mut().pending.pop_front();
         }
         event
     }

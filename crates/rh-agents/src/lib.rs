@@ -97,7 +97,7 @@ pub use retry::{
 };
 pub use state::{
     ExecutionState, ExecutionStateBuilder, DEFAULT_BUS_CAPACITY, DEFAULT_CHECK_INTERVAL,
-    DEFAULT_DETAIL_LIMIT, DEFAULT_GRACE_PERIOD,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_DETAIL_LIMIT, DEFAULT_GRACE_PERIOD,
 };
 pub use storage::Storage;
 pub use tokio_stream::StreamExt;

@@ -156,7 +156,11 @@ impl Unfinished<'_, '_> {
 
 impl Drop for Unfinished<'_, '_> {
     fn drop(&mut self) {
-        if !self.armed.load(Ordering::Relaxed) {
+        // Nothing to record for a finished call. During a panic, record nothing either: the
+        // runtime catches panics from every piece of user code it calls, so one unwinding
+        // through here is the caller's own, and delivering a record to subscribers while
+        // unwinding could turn it into an abort.
+        if !self.armed.load(Ordering::Relaxed) || std::thread::panicking() {
             return;
         }
         let signal = self.rec.state.interrupt_signal().unwrap_or_else(|| {
@@ -178,14 +182,13 @@ where
 {
     let Call {
         state,
-        parent,
+        address,
         actor,
         input,
         retry,
         tag,
         metadata,
     } = call;
-    let address = parent.next_child(&actor.name);
     let (policy, source) =
         state
             .inner
@@ -244,7 +247,10 @@ where
     }
 
     // The retry budget is measured from the first attempt, not from the preconditions.
-    let deadline = policy.retry_timeout().map(|budget| Instant::now() + budget);
+    // A budget too large to add to the clock is no budget at all.
+    let deadline = policy
+        .retry_timeout()
+        .and_then(|budget| Instant::now().checked_add(budget));
     let mut attempt: u32 = 0;
     // The wait before this attempt and the error that caused it.
     let mut previous: Option<(Duration, Arc<str>)> = None;
@@ -283,9 +289,10 @@ where
         let attempts = attempt + 1;
         let error = match outcome {
             Outcome::Done(output) => {
-                let value = match serde_json::to_value(&output) {
-                    Ok(value) => value,
-                    Err(e) => {
+                // A user's `Serialize` may panic: that is an output error, not a crash.
+                let value = match catch(|| serde_json::to_value(&output)) {
+                    Ok(Ok(value)) => value,
+                    Ok(Err(e)) => {
                         rec.emit(EventStatus::Failed, attempt, |ev| {
                             ev.duration = Some(elapsed);
                             ev.message = Some(Arc::from(format!(
@@ -293,6 +300,17 @@ where
                             )));
                         });
                         return Err(rec.error(ErrorKind::Output, attempts).cause(Box::new(e)));
+                    }
+                    Err(panic) => {
+                        rec.emit(EventStatus::Failed, attempt, |ev| {
+                            ev.duration = Some(elapsed);
+                            ev.message = Some(Arc::from(format!(
+                                "output could not be recorded as JSON: {panic}"
+                            )));
+                        });
+                        return Err(rec
+                            .error(ErrorKind::Output, attempts)
+                            .cause(Box::new(panic)));
                     }
                 };
                 // The checkpoint after the handler: an external stop noticed here takes effect
@@ -318,9 +336,9 @@ where
             e.message = Some(Arc::clone(&message));
         });
 
-        // A filtered-out error is reported as such even on the last attempt: it says more
-        // than "exhausted" about why nothing more was tried.
-        if policy.is_enabled() && policy.check_error(&*error).is_err() {
+        // A filtered-out error is reported as such even on the last attempt (and under a
+        // disabled policy): it says more than "exhausted" about why nothing more was tried.
+        if policy.check_error(&*error).is_err() {
             return Err(rec.error(ErrorKind::NotRetryable, attempts).cause(error));
         }
         if attempts >= policy.max_attempts() {

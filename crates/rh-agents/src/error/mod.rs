@@ -172,6 +172,12 @@ impl Error {
         self.inner.cause.as_deref()
     }
 
+    /// This error and its causes on one line (`call failed: cause: root cause`), for logs and
+    /// people. `Display` shows this error alone, as is the convention; use this when printing.
+    pub fn report(&self) -> String {
+        describe(self)
+    }
+
     /// Finds an error of type `E` in the cause chain (looking through marks and nested calls).
     pub fn find<E: StdError + 'static>(&self) -> Option<&E> {
         let cause = self.inner.cause.as_deref()?;
@@ -256,15 +262,19 @@ impl StdError for Error {
 /// display as the error they wrap), so they are skipped rather than repeated.
 pub(crate) fn describe(error: &(dyn StdError + 'static)) -> String {
     use std::fmt::Write as _;
-    let mut text = String::new();
-    for e in chain(error).filter(|e| !e.is::<Marked>()) {
-        if !text.is_empty() {
-            text.push_str(": ");
+    // A user's `Display` may panic; the record then says so instead of crashing the run.
+    crate::panic::catch(|| {
+        let mut text = String::new();
+        for e in chain(error).filter(|e| !e.is::<Marked>()) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            // Writing to a String cannot fail.
+            let _ = write!(text, "{e}");
         }
-        // Writing to a String cannot fail.
-        let _ = write!(text, "{e}");
-    }
-    text
+        text
+    })
+    .unwrap_or_else(|panic| format!("the error could not be displayed: {panic}"))
 }
 
 /// Whether an error (as a handler returned it) is, or wraps, an interrupt of this runtime.

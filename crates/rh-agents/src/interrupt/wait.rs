@@ -28,18 +28,46 @@ pub(crate) struct Interrupts {
     checkers: RwLock<Arc<Vec<InterruptChecker>>>,
     has_checkers: AtomicBool,
     pub(crate) check_interval: Duration,
+    pub(crate) check_timeout: Duration,
     pub(crate) timeout: Mutex<Option<AbortHandle>>,
+    /// When a waiter last polled the checkers (shared by all waiters).
+    last_poll: Mutex<Option<tokio::time::Instant>>,
+    /// When a checker failure was last reported.
+    last_warning: Mutex<Option<tokio::time::Instant>>,
 }
 
+/// A checker that keeps failing is reported at most this often.
+const WARNING_EVERY: Duration = Duration::from_secs(10);
+
 impl Interrupts {
-    pub(crate) fn new(checkers: Vec<InterruptChecker>, check_interval: Duration) -> Self {
+    pub(crate) fn new(
+        checkers: Vec<InterruptChecker>,
+        check_interval: Duration,
+        check_timeout: Duration,
+    ) -> Self {
         Self {
             token: CancellationToken::new(),
             signal: OnceLock::new(),
             has_checkers: AtomicBool::new(!checkers.is_empty()),
             checkers: RwLock::new(Arc::new(checkers)),
             check_interval,
+            check_timeout,
             timeout: Mutex::new(None),
+            last_poll: Mutex::new(None),
+            last_warning: Mutex::new(None),
+        }
+    }
+
+    /// Whether a checker failure should be reported now (rate-limited).
+    fn should_warn(&self) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut last = self.last_warning.lock();
+        match *last {
+            Some(at) if now.saturating_duration_since(at) < WARNING_EVERY => false,
+            _ => {
+                *last = Some(now);
+                true
+            }
         }
     }
 
@@ -80,21 +108,43 @@ impl Interrupts {
 
 impl ExecutionState {
     /// Consults every external checker once. A checker that says stop raises the interrupt;
-    /// one that fails or panics is reported as a warning log record and ignored.
+    /// one that fails, panics or takes longer than `check_timeout` is reported as a warning log
+    /// record (at most one per `WARNING_EVERY`) and ignored. A local interrupt ends the poll at
+    /// once, even while a checker is still answering.
     pub(crate) async fn poll_checkers(&self) -> Option<InterruptSignal> {
         let interrupts = &self.inner.interrupts;
+        let limit = interrupts.check_timeout;
         for checker in interrupts.checkers().iter() {
-            let outcome = match catch(|| checker.start()) {
-                Ok(fut) => CatchUnwind(fut).await.map_err(BoxError::from),
-                Err(p) => Err(BoxError::from(p)),
+            let check = async {
+                let started = match catch(|| checker.start()) {
+                    Ok(fut) => fut,
+                    Err(p) => return Err(BoxError::from(p)),
+                };
+                match tokio::time::timeout(limit, CatchUnwind(started)).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(p)) => Err(BoxError::from(p)),
+                    Err(_) => Err(BoxError::from(format!(
+                        "no answer within {}",
+                        crate::serde_time::Human(limit)
+                    ))),
+                }
             };
-            match outcome.and_then(|r| r) {
+            let outcome = tokio::select! {
+                biased;
+                () = interrupts.token.cancelled() => return Some(interrupts.fired()),
+                outcome = check => outcome,
+            };
+            match outcome {
                 Ok(None) => {}
                 Ok(Some(signal)) => {
                     self.request_interrupt(signal);
                     return interrupts.current().cloned();
                 }
-                Err(e) => self.log(Severity::Warning, format!("interrupt checker failed: {e}")),
+                Err(e) => {
+                    if interrupts.should_warn() {
+                        self.log(Severity::Warning, format!("interrupt checker failed: {e}"));
+                    }
+                }
             }
             if let Some(signal) = interrupts.current() {
                 // The checker requested the interrupt itself.
@@ -102,6 +152,24 @@ impl ExecutionState {
             }
         }
         None
+    }
+
+    /// The poll made while something waits: every waiter ticks, but one poll per interval is
+    /// enough for all of them (the interrupt it raises wakes every waiter), so nested and
+    /// parallel waits do not multiply the load on the checkers.
+    async fn poll_checkers_shared(&self) -> Option<InterruptSignal> {
+        let interrupts = &self.inner.interrupts;
+        let now = tokio::time::Instant::now();
+        {
+            let mut last = interrupts.last_poll.lock();
+            if let Some(at) = *last {
+                if now.saturating_duration_since(at) < interrupts.check_interval / 2 {
+                    return None;
+                }
+            }
+            *last = Some(now);
+        }
+        self.poll_checkers().await
     }
 
     /// A checkpoint: the current interrupt, after consulting the external checkers.
@@ -165,7 +233,12 @@ impl ExecutionState {
     ) -> Result<F::Output, InterruptSignal> {
         let interrupts = &self.inner.interrupts;
         tokio::pin!(fut);
-        let period = interrupts.check_interval.max(Duration::from_millis(1));
+        // At least a millisecond (no busy loop), at most a year (the clock must be able to add
+        // it: a larger interval means "practically never" anyway).
+        let period = interrupts.check_interval.clamp(
+            Duration::from_millis(1),
+            Duration::from_secs(60 * 60 * 24 * 365),
+        );
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -174,7 +247,7 @@ impl ExecutionState {
                 out = &mut fut => return Ok(out),
                 () = interrupts.token.cancelled() => return Err(interrupts.fired()),
                 _ = ticks.tick() => {
-                    if let Some(signal) = self.poll_checkers().await {
+                    if let Some(signal) = self.poll_checkers_shared().await {
                         return Err(signal);
                     }
                 }

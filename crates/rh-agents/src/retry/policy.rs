@@ -39,6 +39,14 @@ pub enum PolicyError {
         /// The value given, in seconds.
         value: f64,
     },
+    /// A duration was too large to represent.
+    #[error("{field} is too large: at most {max} seconds, got {value}", max = u64::MAX)]
+    DurationTooLarge {
+        /// Which setting.
+        field: &'static str,
+        /// The value given, in seconds.
+        value: f64,
+    },
 }
 
 /// How a failed call is retried: attempts, backoff, caps, budget and error filter.
@@ -224,13 +232,35 @@ pub struct RetryPolicyBuilder {
     enabled: bool,
     max_attempts: u32,
     backoff: Backoff,
-    initial_delay: f64,
+    initial_delay: Seconds,
     multiplier: f64,
-    max_delay: f64,
+    max_delay: Seconds,
     jitter: f64,
-    retry_timeout: Option<f64>,
-    attempt_timeout: Option<f64>,
+    retry_timeout: Option<Seconds>,
+    attempt_timeout: Option<Seconds>,
     filter: RetryFilter,
+}
+
+/// A duration as given: exact, or a number of seconds still to be checked.
+#[derive(Debug, Clone, Copy)]
+enum Seconds {
+    Exact(Duration),
+    Float(f64),
+}
+
+impl Seconds {
+    fn resolve(self, field: &'static str) -> Result<Duration, PolicyError> {
+        match self {
+            Self::Exact(d) => Ok(d),
+            Self::Float(value) => Duration::try_from_secs_f64(value).map_err(|_| {
+                if value.is_finite() && value >= 0.0 {
+                    PolicyError::DurationTooLarge { field, value }
+                } else {
+                    PolicyError::InvalidDuration { field, value }
+                }
+            }),
+        }
+    }
 }
 
 impl RetryPolicyBuilder {
@@ -240,9 +270,9 @@ impl RetryPolicyBuilder {
             enabled: true,
             max_attempts: d.max_attempts,
             backoff,
-            initial_delay: initial.as_secs_f64(),
+            initial_delay: Seconds::Exact(initial),
             multiplier: d.multiplier,
-            max_delay: d.max_delay.as_secs_f64(),
+            max_delay: Seconds::Exact(d.max_delay),
             jitter: d.jitter,
             retry_timeout: None,
             attempt_timeout: None,
@@ -264,13 +294,13 @@ impl RetryPolicyBuilder {
 
     /// The first delay.
     pub fn initial_delay(mut self, delay: Duration) -> Self {
-        self.initial_delay = delay.as_secs_f64();
+        self.initial_delay = Seconds::Exact(delay);
         self
     }
 
     /// The first delay in seconds (checked: finite and non-negative).
     pub fn initial_delay_secs(mut self, secs: f64) -> Self {
-        self.initial_delay = secs;
+        self.initial_delay = Seconds::Float(secs);
         self
     }
 
@@ -282,13 +312,13 @@ impl RetryPolicyBuilder {
 
     /// The hard cap on any one delay, jitter and retry-after hints included (default 30 s).
     pub fn max_delay(mut self, delay: Duration) -> Self {
-        self.max_delay = delay.as_secs_f64();
+        self.max_delay = Seconds::Exact(delay);
         self
     }
 
     /// The cap in seconds (checked: finite and non-negative).
     pub fn max_delay_secs(mut self, secs: f64) -> Self {
-        self.max_delay = secs;
+        self.max_delay = Seconds::Float(secs);
         self
     }
 
@@ -307,14 +337,14 @@ impl RetryPolicyBuilder {
     /// A total budget for all attempts and waits, measured from the first attempt. Each wait
     /// is clamped to what is left; no attempt starts after it.
     pub fn retry_timeout(mut self, budget: Duration) -> Self {
-        self.retry_timeout = Some(budget.as_secs_f64());
+        self.retry_timeout = Some(Seconds::Exact(budget));
         self
     }
 
     /// A limit on each attempt: an attempt that runs longer fails with
     /// [`AttemptTimeout`](crate::AttemptTimeout), which is retried unless filtered out.
     pub fn attempt_timeout(mut self, limit: Duration) -> Self {
-        self.attempt_timeout = Some(limit.as_secs_f64());
+        self.attempt_timeout = Some(Seconds::Exact(limit));
         self
     }
 
@@ -376,10 +406,6 @@ impl RetryPolicyBuilder {
     /// [`PolicyError`] for zero attempts, a multiplier below 1, a jitter fraction outside
     /// `[0, 1]`, or a negative, infinite or NaN duration.
     pub fn build(self) -> Result<RetryPolicy, PolicyError> {
-        fn duration(field: &'static str, value: f64) -> Result<Duration, PolicyError> {
-            Duration::try_from_secs_f64(value)
-                .map_err(|_| PolicyError::InvalidDuration { field, value })
-        }
         if self.max_attempts == 0 {
             return Err(PolicyError::ZeroAttempts);
         }
@@ -393,17 +419,17 @@ impl RetryPolicyBuilder {
             enabled: self.enabled,
             max_attempts: self.max_attempts,
             backoff: self.backoff,
-            initial_delay: duration("initial_delay", self.initial_delay)?,
+            initial_delay: self.initial_delay.resolve("initial_delay")?,
             multiplier: self.multiplier,
-            max_delay: duration("max_delay", self.max_delay)?,
+            max_delay: self.max_delay.resolve("max_delay")?,
             jitter: self.jitter,
             retry_timeout: self
                 .retry_timeout
-                .map(|v| duration("retry_timeout", v))
+                .map(|v| v.resolve("retry_timeout"))
                 .transpose()?,
             attempt_timeout: self
                 .attempt_timeout
-                .map(|v| duration("attempt_timeout", v))
+                .map(|v| v.resolve("attempt_timeout"))
                 .transpose()?,
             filter: self.filter,
         })
@@ -464,12 +490,12 @@ impl TryFrom<PolicySpec> for RetryPolicy {
             enabled: s.enabled,
             max_attempts: s.max_attempts,
             backoff: s.backoff,
-            initial_delay: s.initial_delay_secs,
+            initial_delay: Seconds::Float(s.initial_delay_secs),
             multiplier: s.multiplier,
-            max_delay: s.max_delay_secs,
+            max_delay: Seconds::Float(s.max_delay_secs),
             jitter: s.jitter,
-            retry_timeout: s.retry_timeout_secs,
-            attempt_timeout: s.attempt_timeout_secs,
+            retry_timeout: s.retry_timeout_secs.map(Seconds::Float),
+            attempt_timeout: s.attempt_timeout_secs.map(Seconds::Float),
             filter: RetryFilter::default(),
         }
         .build()
@@ -548,6 +574,24 @@ mod tests {
         assert!(
             bad.to_string().contains("max_attempts must be at least 1"),
             "{bad}"
+        );
+    }
+
+    #[test]
+    fn huge_durations_are_kept_and_huge_seconds_get_a_clear_error() {
+        let p = RetryPolicy::constant(Duration::ZERO)
+            .retry_timeout(Duration::MAX)
+            .max_delay(Duration::MAX)
+            .build()
+            .unwrap();
+        assert_eq!(p.retry_timeout(), Some(Duration::MAX));
+        let err = RetryPolicy::constant(Duration::ZERO)
+            .initial_delay_secs(1e30)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "initial_delay is too large: at most 18446744073709551615 seconds, got 1000000000000000000000000000000"
         );
     }
 

@@ -15,6 +15,8 @@ use crate::storage::Storage;
 
 /// How often external checkers are polled while something waits, by default.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How long one external checker may take to answer, by default.
+pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a handler that ignores an interrupt may run on before it is aborted, by default.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(1);
 /// How many characters of input/output a record keeps as detail, by default.
@@ -30,6 +32,7 @@ pub struct ExecutionStateBuilder {
     checkers: Vec<InterruptChecker>,
     subscribers: Vec<Arc<dyn Subscriber>>,
     check_interval: Duration,
+    check_timeout: Duration,
     grace_period: Duration,
     detail_limit: usize,
     record_io: bool,
@@ -58,6 +61,7 @@ impl Default for ExecutionStateBuilder {
             checkers: Vec::new(),
             subscribers: Vec::new(),
             check_interval: DEFAULT_CHECK_INTERVAL,
+            check_timeout: DEFAULT_CHECK_TIMEOUT,
             grace_period: DEFAULT_GRACE_PERIOD,
             detail_limit: DEFAULT_DETAIL_LIMIT,
             record_io: true,
@@ -95,6 +99,13 @@ impl ExecutionStateBuilder {
     /// How often checkers are polled while something waits (default 100 ms).
     pub fn check_interval(mut self, interval: Duration) -> Self {
         self.check_interval = interval;
+        self
+    }
+
+    /// How long one external checker may take to answer (default 1 s). A checker that takes
+    /// longer is reported as failed for that check and does not hold the run up.
+    pub fn check_timeout(mut self, limit: Duration) -> Self {
+        self.check_timeout = limit;
         self
     }
 
@@ -147,7 +158,7 @@ impl ExecutionStateBuilder {
                 bus: Bus::new(self.bus_capacity, self.subscribers),
                 storage: Storage::default(),
                 retry: self.retry,
-                interrupts: Interrupts::new(self.checkers, self.check_interval),
+                interrupts: Interrupts::new(self.checkers, self.check_interval, self.check_timeout),
                 settings: Settings {
                     grace_period: self.grace_period,
                     detail_limit: self.detail_limit,

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 pub use builder::{
-    ExecutionStateBuilder, DEFAULT_BUS_CAPACITY, DEFAULT_CHECK_INTERVAL, DEFAULT_DETAIL_LIMIT,
-    DEFAULT_GRACE_PERIOD,
+    ExecutionStateBuilder, DEFAULT_BUS_CAPACITY, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT,
+    DEFAULT_DETAIL_LIMIT, DEFAULT_GRACE_PERIOD,
 };
 
 use crate::actor::{Actor, ActorKind};
@@ -23,6 +23,7 @@ use crate::event::{Event, EventStatus, Severity};
 use crate::history::{History, Journal};
 use crate::interrupt::wait::Interrupts;
 use crate::interrupt::{InterruptChecker, InterruptReason, InterruptSignal};
+use crate::panic::CatchUnwind;
 use crate::retry::{RandomSource, RetryConfig};
 use crate::storage::Storage;
 
@@ -120,7 +121,8 @@ impl ExecutionState {
     }
 
     /// Adds an async subscriber, run on its own task: `f` is awaited for each event in order.
-    /// A failing callback is counted and logged, never propagated. The task ends when the
+    /// A callback that fails or panics is counted and logged, never propagated, and delivery
+    /// goes on. The task ends when the
     /// state is dropped (or when the returned handle is aborted).
     ///
     /// # Errors
@@ -142,9 +144,18 @@ impl ExecutionState {
             loop {
                 match rx.recv().await {
                     Ok(event) => {
-                        if let Err(e) = f(event).await {
+                        // A panicking callback is a failure like an error: counted, logged,
+                        // and delivery goes on.
+                        let outcome = match crate::panic::catch(|| f(event)) {
+                            Ok(fut) => CatchUnwind(Box::pin(fut))
+                                .await
+                                .map_err(|panic| panic.to_string())
+                                .and_then(|r| r.map_err(|e| e.to_string())),
+                            Err(panic) => Err(panic.to_string()),
+                        };
+                        if let Err(failure) = outcome {
                             failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            tracing::warn!(failure = %e, "async event subscriber failed");
+                            tracing::warn!(%failure, "async event subscriber failed");
                         }
                     }
                     Err(RecvError::Lagged(n)) => {
@@ -333,7 +344,10 @@ impl ExecutionState {
         }
         SCRATCH.with_borrow_mut(|buf| {
             buf.clear();
-            serde_json::to_writer(&mut *buf, value).ok()?;
+            // A user's `Serialize` may fail or panic: the record then has no detail.
+            crate::panic::catch(|| serde_json::to_writer(&mut *buf, value))
+                .ok()?
+                .ok()?;
             // serde_json writes valid UTF-8.
             let text = std::str::from_utf8(buf).ok()?;
             Some(truncate(text, self.inner.settings.detail_limit))
