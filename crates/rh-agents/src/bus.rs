@@ -72,7 +72,8 @@ type SubscriberList = Arc<Vec<Arc<dyn Subscriber>>>;
 
 pub(crate) struct Bus {
     subscribers: RwLock<SubscriberList>,
-    tx: broadcast::Sender<Arc<Event>>,
+    /// Each event travels with the number of calls still running after it.
+    tx: broadcast::Sender<(Arc<Event>, usize)>,
     failures: Arc<AtomicU64>,
     // Fast paths for the common case of nobody listening: two atomic loads instead of a lock
     // each. Set once, never cleared (a send to receivers that left is a harmless no-op).
@@ -119,20 +120,20 @@ impl Bus {
         Arc::clone(&self.failures)
     }
 
-    pub(crate) fn receiver(&self) -> broadcast::Receiver<Arc<Event>> {
+    pub(crate) fn receiver(&self) -> broadcast::Receiver<(Arc<Event>, usize)> {
         let rx = self.tx.subscribe();
         self.has_receivers.store(true, Ordering::Release);
         rx
     }
 
     /// Delivers one event. Called with the history held, so deliveries follow history order.
-    pub(crate) fn dispatch(&self, event: &Arc<Event>) {
+    pub(crate) fn dispatch(&self, event: &Arc<Event>, active_calls: usize) {
         if self.has_subscribers.load(Ordering::Acquire) {
             self.deliver_inline(event);
         }
         if self.has_receivers.load(Ordering::Acquire) {
             // An error only means every receiver left meanwhile; nothing to do.
-            let _ = self.tx.send(Arc::clone(event));
+            let _ = self.tx.send((Arc::clone(event), active_calls));
         }
     }
 
@@ -155,23 +156,28 @@ pub(crate) fn is_interrupt_notice(event: &Event) -> bool {
     event.kind == ActorKind::System && event.status == EventStatus::Interrupted
 }
 
-/// An async stream of the events a state records from now on. It ends after the interrupt
-/// notice (the record `request_interrupt` publishes), or when the state is dropped.
+/// An async stream of the events a state records from now on.
+///
+/// It ends once the run is interrupted and every call that was running has recorded how it
+/// ended: after the interrupt notice (the record `request_interrupt` publishes) and the
+/// INTERRUPTED records that follow it. It also ends when the state is dropped.
 ///
 /// Use it with `tokio_stream::StreamExt` (re-exported as [`crate::StreamExt`]).
 #[derive(Debug)]
 #[must_use = "streams do nothing unless polled"]
 pub struct EventStream {
-    inner: BroadcastStream<Arc<Event>>,
+    inner: BroadcastStream<(Arc<Event>, usize)>,
     lagged: u64,
+    interrupted: bool,
     done: bool,
 }
 
 impl EventStream {
-    pub(crate) fn new(rx: broadcast::Receiver<Arc<Event>>) -> Self {
+    pub(crate) fn new(rx: broadcast::Receiver<(Arc<Event>, usize)>) -> Self {
         Self {
             inner: BroadcastStream::new(rx),
             lagged: 0,
+            interrupted: false,
             done: false,
         }
     }
@@ -191,8 +197,11 @@ impl Stream for EventStream {
         }
         loop {
             match Pin::new(&mut self.inner).poll_next(cx) {
-                Poll::Ready(Some(Ok(event))) => {
+                Poll::Ready(Some(Ok((event, active_calls)))) => {
                     if is_interrupt_notice(&event) {
+                        self.interrupted = true;
+                    }
+                    if self.interrupted && active_calls == 0 {
                         self.done = true;
                     }
                     return Poll::Ready(Some(event));

@@ -20,6 +20,32 @@ use crate::serde_time;
 /// Version of the JSON form of [`Event`]. Bumped on any incompatible change.
 pub const EVENT_SCHEMA_VERSION: u32 = 1;
 
+/// The schema version an event's JSON carries as `"v"`. Takes no memory: it writes
+/// [`EVENT_SCHEMA_VERSION`], and reading refuses any other version with an error naming both
+/// (a record without `"v"` is read as the current version).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EventVersion;
+
+impl Serialize for EventVersion {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(EVENT_SCHEMA_VERSION)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventVersion {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = u32::deserialize(d)?;
+        if v == EVENT_SCHEMA_VERSION {
+            Ok(Self)
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "event schema version {v} is not supported (this build reads version {EVENT_SCHEMA_VERSION}); \
+                 use a matching version of rh-agents"
+            )))
+        }
+    }
+}
+
 /// What step of an actor call an [`Event`] records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -131,9 +157,17 @@ pub struct RetryInfo {
 /// let event: Event = serde_json::from_str(json).unwrap();
 /// assert_eq!(event.status, EventStatus::Completed);
 /// assert_eq!(event.kind, ActorKind::Tool);
+///
+/// // Records from an unknown schema version are refused, not misread.
+/// let future = json.replacen("{", r#"{"v":99,"#, 1);
+/// let err = serde_json::from_str::<Event>(&future).unwrap_err();
+/// assert!(err.to_string().contains("event schema version 99 is not supported"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
+    /// The JSON schema version (`"v"`).
+    #[serde(rename = "v", default)]
+    pub version: EventVersion,
     /// Sequence number in the state's history: unique within a state, starting at 0.
     pub id: u64,
     /// The deterministic address of the call.
@@ -147,8 +181,7 @@ pub struct Event {
     /// Wall-clock time the record was made.
     #[serde(with = "serde_time::timestamp")]
     pub timestamp: SystemTime,
-    /// How long the step took (the attempt on `completed`/`failed`, the whole call on the
-    /// final record).
+    /// How long the attempt took (on `completed` and `failed`).
     #[serde(
         with = "serde_time::option_duration_ms",
         default,
@@ -194,6 +227,7 @@ impl Event {
         status: EventStatus,
     ) -> Self {
         Self {
+            version: EventVersion,
             id: 0,
             address,
             actor,

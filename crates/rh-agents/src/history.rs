@@ -5,6 +5,7 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::ReentrantMutex;
@@ -25,8 +26,9 @@ struct Records {
     indexed: usize,
     /// Whether a delivery is under way on the thread holding the lock.
     delivering: bool,
-    /// Records appended by a subscriber during a delivery, delivered after it in order.
-    pending: VecDeque<Arc<Event>>,
+    /// Records appended by a subscriber during a delivery, delivered after it in order (with
+    /// the number of calls running when each was made).
+    pending: VecDeque<(Arc<Event>, usize)>,
 }
 
 /// Clears the delivering flag (and any undelivered records) when a delivery ends.
@@ -44,6 +46,10 @@ impl Drop for ResetDelivering<'_> {
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
     records: ReentrantMutex<RefCell<Records>>,
+    /// Calls begun and not yet finished. Raised when a call starts; lowered, under the lock,
+    /// with its final record, so each delivery can say how many calls were still running
+    /// (which is how a stream knows that every call has recorded how it ended).
+    active: AtomicUsize,
 }
 
 impl Journal {
@@ -52,8 +58,13 @@ impl Journal {
     /// A subscriber may record events of its own while it is being given one (the lock is
     /// re-entrant); those are stored at once but delivered only after the current delivery,
     /// so every subscriber and stream sees the history order.
-    pub(crate) fn append(&self, mut event: Event, bus: &Bus) -> Arc<Event> {
+    pub(crate) fn append(&self, mut event: Event, bus: &Bus, finishes_call: bool) -> Arc<Event> {
         let guard = self.records.lock();
+        let active = if finishes_call {
+            self.active.fetch_sub(1, Ordering::AcqRel).saturating_sub(1)
+        } else {
+            self.active.load(Ordering::Acquire)
+        };
         let (event, nested) = {
             let mut records = guard.borrow_mut();
             event.id = records.events.len() as u64;
@@ -61,7 +72,7 @@ impl Journal {
             records.events.push(Arc::clone(&event));
             let nested = records.delivering;
             if nested {
-                records.pending.push_back(Arc::clone(&event));
+                records.pending.push_back((Arc::clone(&event), active));
             } else {
                 records.delivering = true;
             }
@@ -73,12 +84,30 @@ impl Journal {
         // Whatever happens during delivery (even a panic outside any subscriber), the flag is
         // cleared: a stuck flag would stop every later record from being delivered.
         let _reset = ResetDelivering(&guard);
-        let mut next = Some(Arc::clone(&event));
-        while let Some(current) = next {
-            bus.dispatch(&current);
+        let mut next = Some((Arc::clone(&event), active));
+        while let Some((current, active)) = next {
+            bus.dispatch(&current, active);
             next = guard.borrow_mut().pending.pop_front();
         }
         event
+    }
+
+    /// Counts a call as running.
+    pub(crate) fn begin_call(&self) {
+        self.active.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Counts a call as over without a final record (it was unwound by a panic).
+    pub(crate) fn abandon_call(&self) {
+        let _guard = self.records.lock();
+        self.active.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Runs `f` holding the history, so that what `f` decides and records is ordered before
+    /// any other task's records.
+    pub(crate) fn hold<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _guard = self.records.lock();
+        f()
     }
 
     fn with<T>(&self, f: impl FnOnce(&Records) -> T) -> T {

@@ -88,7 +88,7 @@ pub use error::{
     AttemptTimeout, BoxError, ConditionFailed, Error, ErrorClass, ErrorExt, ErrorKind,
     HandlerPanic, Marked,
 };
-pub use event::{Event, EventStatus, RetryInfo, Severity, EVENT_SCHEMA_VERSION};
+pub use event::{Event, EventStatus, EventVersion, RetryInfo, Severity, EVENT_SCHEMA_VERSION};
 pub use history::History;
 pub use interrupt::{CheckOutcome, InterruptChecker, InterruptReason, InterruptSignal};
 pub use retry::{

@@ -42,7 +42,17 @@ struct Recorder<'a> {
 }
 
 impl Recorder<'_> {
+    /// Records a step that the call goes on from.
     fn emit(&self, status: EventStatus, attempt: u32, fill: impl FnOnce(&mut Event)) {
+        self.state.record(self.event(status, attempt, fill));
+    }
+
+    /// Records the call's final step.
+    fn finish(&self, status: EventStatus, attempt: u32, fill: impl FnOnce(&mut Event)) {
+        self.state.record_final(self.event(status, attempt, fill));
+    }
+
+    fn event(&self, status: EventStatus, attempt: u32, fill: impl FnOnce(&mut Event)) -> Event {
         let mut event = Event::new(
             self.address.clone(),
             Arc::clone(self.actor),
@@ -60,7 +70,7 @@ impl Recorder<'_> {
             policy_source: Some(self.source),
         };
         fill(&mut event);
-        self.state.record(event);
+        event
     }
 
     fn error(&self, kind: ErrorKind, attempts: u32) -> Error {
@@ -78,7 +88,7 @@ impl Recorder<'_> {
         during: &str,
         original_error: Option<&Arc<str>>,
     ) -> Error {
-        self.emit(EventStatus::Interrupted, attempt, |e| {
+        self.finish(EventStatus::Interrupted, attempt, |e| {
             e.message = signal.message.as_deref().map(Arc::from);
             e.detail = Some(Arc::from(format!(
                 "Interrupted {during}: {}",
@@ -114,6 +124,37 @@ async fn check_preconditions<I: Clone>(
         }
     }
     Ok(Ok(()))
+}
+
+/// The wait before the next attempt, or why there is none.
+///
+/// A filtered-out error is reported as such even on the last attempt (and under a disabled
+/// policy): it says more than "exhausted" about why nothing more was tried.
+fn next_delay(
+    policy: &RetryPolicy,
+    error: &(dyn std::error::Error + 'static),
+    attempts: u32,
+    deadline: Option<Instant>,
+    random: f64,
+) -> Result<Duration, ErrorKind> {
+    if policy.check_error(error).is_err() {
+        return Err(ErrorKind::NotRetryable);
+    }
+    if attempts >= policy.max_attempts() {
+        return Err(ErrorKind::RetriesExhausted);
+    }
+    let delay = policy.delay_for(attempts, random, retry_after_of(error));
+    match deadline {
+        None => Ok(delay),
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                Err(ErrorKind::RetryTimeout)
+            } else {
+                Ok(delay.min(left))
+            }
+        }
+    }
 }
 
 /// "Attempt 2/3 in 1.0s", built without the formatting machinery for the common parts (this
@@ -160,7 +201,11 @@ impl Drop for Unfinished<'_, '_> {
         // runtime catches panics from every piece of user code it calls, so one unwinding
         // through here is the caller's own, and delivering a record to subscribers while
         // unwinding could turn it into an abort.
-        if !self.armed.load(Ordering::Relaxed) || std::thread::panicking() {
+        if !self.armed.load(Ordering::Relaxed) {
+            return;
+        }
+        if std::thread::panicking() {
+            self.rec.state.inner.journal.abandon_call();
             return;
         }
         let signal = self.rec.state.interrupt_signal().unwrap_or_else(|| {
@@ -204,6 +249,7 @@ where
         max_attempts: policy.max_attempts(),
         source,
     };
+    state.inner.journal.begin_call();
     let guard = Unfinished {
         rec: &rec,
         attempt: AtomicU32::new(0),
@@ -237,7 +283,7 @@ where
                 return Err(rec.interrupted(signal, 0, 0, "during preconditions", None));
             }
             Ok(Err(e)) => {
-                rec.emit(EventStatus::Failed, 0, |ev| {
+                rec.finish(EventStatus::Failed, 0, |ev| {
                     ev.message = Some(Arc::from(format!("precondition failed: {}", describe(&*e))));
                 });
                 return Err(rec.error(ErrorKind::PreconditionFailed, 0).cause(e));
@@ -293,7 +339,7 @@ where
                 let value = match catch(|| serde_json::to_value(&output)) {
                     Ok(Ok(value)) => value,
                     Ok(Err(e)) => {
-                        rec.emit(EventStatus::Failed, attempt, |ev| {
+                        rec.finish(EventStatus::Failed, attempt, |ev| {
                             ev.duration = Some(elapsed);
                             ev.message = Some(Arc::from(format!(
                                 "output could not be recorded as JSON: {e}"
@@ -302,7 +348,7 @@ where
                         return Err(rec.error(ErrorKind::Output, attempts).cause(Box::new(e)));
                     }
                     Err(panic) => {
-                        rec.emit(EventStatus::Failed, attempt, |ev| {
+                        rec.finish(EventStatus::Failed, attempt, |ev| {
                             ev.duration = Some(elapsed);
                             ev.message = Some(Arc::from(format!(
                                 "output could not be recorded as JSON: {panic}"
@@ -318,7 +364,7 @@ where
                 if !state.is_interrupted() {
                     let _ = state.check_now().await;
                 }
-                rec.emit(EventStatus::Completed, attempt, |e| {
+                rec.finish(EventStatus::Completed, attempt, |e| {
                     e.duration = Some(elapsed);
                     e.detail = state.detail_of(&value);
                     e.result = Some(value);
@@ -331,29 +377,21 @@ where
             Outcome::Failed(error) => error,
         };
         let message: Arc<str> = Arc::from(describe(&*error));
-        rec.emit(EventStatus::Failed, attempt, |e| {
+        let verdict = next_delay(policy, &*error, attempts, deadline, state.random());
+        let failed = |e: &mut Event| {
             e.duration = Some(elapsed);
             e.message = Some(Arc::clone(&message));
-        });
-
-        // A filtered-out error is reported as such even on the last attempt (and under a
-        // disabled policy): it says more than "exhausted" about why nothing more was tried.
-        if policy.check_error(&*error).is_err() {
-            return Err(rec.error(ErrorKind::NotRetryable, attempts).cause(error));
-        }
-        if attempts >= policy.max_attempts() {
-            return Err(rec
-                .error(ErrorKind::RetriesExhausted, attempts)
-                .cause(error));
-        }
-        let mut delay = policy.delay_for(attempts, state.random(), retry_after_of(&*error));
-        if let Some(deadline) = deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(rec.error(ErrorKind::RetryTimeout, attempts).cause(error));
+        };
+        let delay = match verdict {
+            Ok(delay) => {
+                rec.emit(EventStatus::Failed, attempt, failed);
+                delay
             }
-            delay = delay.min(left);
-        }
+            Err(kind) => {
+                rec.finish(EventStatus::Failed, attempt, failed);
+                return Err(rec.error(kind, attempts).cause(error));
+            }
+        };
         let next = attempt + 1;
         guard.set_attempt(next);
         rec.emit(EventStatus::Retrying, next, |e| {

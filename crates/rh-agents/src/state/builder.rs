@@ -84,7 +84,8 @@ impl ExecutionStateBuilder {
         self
     }
 
-    /// The policy for one actor kind (level 3).
+    /// The policy for one actor kind (level 3). `ActorKind::System` names the runtime's own
+    /// records, which are never retried: a policy for it is ignored.
     pub fn kind_retry(mut self, kind: ActorKind, policy: RetryPolicy) -> Self {
         self.retry.set_kind(kind, policy);
         self

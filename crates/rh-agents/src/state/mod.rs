@@ -143,7 +143,7 @@ impl ExecutionState {
             use tokio::sync::broadcast::error::RecvError;
             loop {
                 match rx.recv().await {
-                    Ok(event) => {
+                    Ok((event, _)) => {
                         // A panicking callback is a failure like an error: counted, logged,
                         // and delivery goes on.
                         let outcome = match crate::panic::catch(|| f(event)) {
@@ -167,7 +167,8 @@ impl ExecutionState {
         }))
     }
 
-    /// A stream of the events recorded from now on; it ends after the interrupt notice.
+    /// A stream of the events recorded from now on. It ends once the run is interrupted and
+    /// every running call has recorded how it ended (see [`EventStream`]).
     pub fn stream(&self) -> EventStream {
         EventStream::new(self.inner.bus.receiver())
     }
@@ -177,26 +178,33 @@ impl ExecutionState {
         self.inner.bus.failures()
     }
 
-    /// Asks the run to stop. Every wait (backoff, precondition, running handler, group) wakes
+    /// Asks the run to stop. Every wait (backoff, precondition, running handler) wakes
     /// at once. The first signal wins: it is published once as an interrupt record
     /// (kind `system`, status `interrupted`) and later requests return `false`.
     pub fn request_interrupt(&self, signal: impl Into<InterruptSignal>) -> bool {
         let signal = signal.into();
         let interrupts = &self.inner.interrupts;
-        if !interrupts.set(signal.clone()) {
-            return false;
+        // Deciding and publishing under the history lock: a call that sees the signal and
+        // records its INTERRUPTED waits for the lock, so the notice always comes first.
+        let first = self.inner.journal.hold(|| {
+            if !interrupts.set(signal.clone()) {
+                return false;
+            }
+            let mut event = Event::new(
+                Address::root(),
+                Arc::from("interrupt"),
+                ActorKind::System,
+                EventStatus::Interrupted,
+            );
+            event.message = Some(Arc::from(signal.to_string()));
+            event.interrupt = Some(Box::new(signal));
+            self.record(event);
+            true
+        });
+        if first {
+            interrupts.token.cancel();
         }
-        let mut event = Event::new(
-            Address::root(),
-            Arc::from("interrupt"),
-            ActorKind::System,
-            EventStatus::Interrupted,
-        );
-        event.message = Some(Arc::from(signal.to_string()));
-        event.interrupt = Some(Box::new(signal));
-        self.record(event);
-        interrupts.token.cancel();
-        true
+        first
     }
 
     /// The interrupt signal, once one was requested.
@@ -329,7 +337,12 @@ impl ExecutionState {
 
     /// Appends a record to the history and delivers it.
     pub(crate) fn record(&self, event: Event) -> Arc<Event> {
-        self.inner.journal.append(event, &self.inner.bus)
+        self.inner.journal.append(event, &self.inner.bus, false)
+    }
+
+    /// Appends a call's final record (the call stops counting as running).
+    pub(crate) fn record_final(&self, event: Event) -> Arc<Event> {
+        self.inner.journal.append(event, &self.inner.bus, true)
     }
 
     /// The detail text of a value: its JSON, truncated to the configured length.
