@@ -334,8 +334,12 @@ impl RetryPolicyBuilder {
         self.jitter(0.0)
     }
 
-    /// A total budget for all attempts and waits, measured from the first attempt. Each wait
-    /// is clamped to what is left; no attempt starts after it.
+    /// A total budget for all attempts and waits: one wall-clock deadline, measured from the
+    /// first attempt. Time spent in attempts counts; each wait is clamped to what is left; no
+    /// retry is scheduled once it has passed, and the call then fails with
+    /// [`ErrorKind::RetryTimeout`](crate::ErrorKind::RetryTimeout). An attempt already running
+    /// is not cut at the deadline: bound each attempt with
+    /// [`attempt_timeout`](Self::attempt_timeout).
     pub fn retry_timeout(mut self, budget: Duration) -> Self {
         self.retry_timeout = Some(Seconds::Exact(budget));
         self
