@@ -274,7 +274,18 @@ pub(crate) fn describe(error: &(dyn StdError + 'static)) -> String {
         }
         text
     })
-    .unwrap_or_else(|panic| format!("the error could not be displayed: {panic}"))
+    .unwrap_or_else(|_| {
+        // Some cause's `Display` panicked: go again one cause at a time, so the others are
+        // still shown.
+        chain(error)
+            .filter(|e| !e.is::<Marked>())
+            .map(|e| {
+                crate::panic::catch(|| e.to_string())
+                    .unwrap_or_else(|panic| format!("the error could not be displayed: {panic}"))
+            })
+            .collect::<Vec<_>>()
+            .join(": ")
+    })
 }
 
 /// Whether an error (as a handler returned it) is, or wraps, an interrupt of this runtime.
