@@ -5,12 +5,13 @@
 //! `planner#0/search#1`. The same program with the same inputs yields the same addresses, which
 //! is what makes resume and replay correct, also when one tool is called twice.
 
-use std::cell::RefCell;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
+
+use crate::text;
 
 /// The deterministic address of an event, such as `planner#0/search#1`.
 ///
@@ -33,22 +34,15 @@ impl Address {
 
     /// The child address for the `index`-th call to `actor` under this address.
     pub fn child(&self, actor: &str, index: u32) -> Self {
-        thread_local! {
-            // One scratch buffer per thread: the address is built in it and copied once into
-            // its shared string, so a call costs one allocation for its address, not three.
-            static SCRATCH: RefCell<String> = const { RefCell::new(String::new()) };
-        }
-        SCRATCH.with_borrow_mut(|text| {
-            text.clear();
+        Self(text::build(|text| {
             if !self.0.is_empty() {
                 text.push_str(&self.0);
                 text.push('/');
             }
             push_segment(text, actor);
             text.push('#');
-            push_decimal(text, index);
-            Self(Arc::from(text.as_str()))
-        })
+            text::push_decimal(text, index);
+        }))
     }
 
     /// The address as text.
@@ -116,23 +110,6 @@ fn push_segment(text: &mut String, name: &str) {
     }
 }
 
-/// Appends `n` in decimal (cheaper than the formatting machinery on the hot path).
-pub(crate) fn push_decimal(text: &mut String, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    for &d in &digits[i..] {
-        text.push(char::from(d));
-    }
-}
-
 /// One position in the call tree: an address and the counters that number its children.
 ///
 /// Counters live with the node (not in a global stack), so concurrent tasks calling under the
@@ -183,15 +160,6 @@ mod tests {
         assert_eq!(root.next_child(&search).as_str(), "search#1");
         let planner = Node::new(Address::parse("planner#0"));
         assert_eq!(planner.next_child(&search).as_str(), "planner#0/search#0");
-    }
-
-    #[test]
-    fn indices_are_written_in_decimal() {
-        for n in [0, 7, 10, 99, 1234, u32::MAX] {
-            let mut text = String::new();
-            push_decimal(&mut text, n);
-            assert_eq!(text, n.to_string());
-        }
     }
 
     #[test]

@@ -78,6 +78,7 @@ mod run;
 mod serde_time;
 mod state;
 mod storage;
+mod text;
 
 pub use actor::{Actor, ActorKind};
 pub use address::Address;

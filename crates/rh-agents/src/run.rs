@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use crate::actor::{Actor, ActorKind, Pre};
-use crate::address::{push_decimal, Address, Node};
+use crate::address::{Address, Node};
 use crate::attempt::{self, Outcome};
 use crate::call::Call;
 use crate::context::Ctx;
@@ -28,6 +28,7 @@ use crate::panic::{catch, CatchUnwind};
 use crate::retry::{PolicySource, RetryPolicy};
 use crate::serde_time::Human;
 use crate::state::ExecutionState;
+use crate::text;
 
 /// Makes the records of one call.
 struct Recorder<'a> {
@@ -160,20 +161,20 @@ fn next_delay(
 /// "Attempt 2/3 in 1.0s", built without the formatting machinery for the common parts (this
 /// runs on every retry, also the zero-delay ones that must stay cheap).
 fn retry_message(attempt: u32, of: u32, delay: Duration) -> Arc<str> {
-    use std::fmt::Write as _;
-    let mut text = String::with_capacity(32);
-    text.push_str("Attempt ");
-    push_decimal(&mut text, attempt);
-    text.push('/');
-    push_decimal(&mut text, of);
-    text.push_str(" in ");
-    if delay.is_zero() {
-        text.push_str("0µs");
-    } else {
-        // Writing to a String cannot fail.
-        let _ = write!(text, "{}", Human(delay));
-    }
-    Arc::from(text)
+    text::build(|text| {
+        text.push_str("Attempt ");
+        text::push_decimal(text, attempt);
+        text.push('/');
+        text::push_decimal(text, of);
+        text.push_str(" in ");
+        if delay.is_zero() {
+            text.push_str("0µs");
+        } else {
+            use std::fmt::Write as _;
+            // Writing to a String cannot fail.
+            let _ = write!(text, "{}", Human(delay));
+        }
+    })
 }
 
 /// Records INTERRUPTED for a call whose future is dropped before it finished (its parent
@@ -376,7 +377,7 @@ where
             }
             Outcome::Failed(error) => error,
         };
-        let message: Arc<str> = Arc::from(describe(&*error));
+        let message = describe(&*error);
         let verdict = next_delay(policy, &*error, attempts, deadline, state.random());
         let failed = |e: &mut Event| {
             e.duration = Some(elapsed);

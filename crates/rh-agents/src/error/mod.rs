@@ -175,7 +175,7 @@ impl Error {
     /// This error and its causes on one line (`call failed: cause: root cause`), for logs and
     /// people. `Display` shows this error alone, as is the convention; use this when printing.
     pub fn report(&self) -> String {
-        describe(self)
+        describe(self).to_string()
     }
 
     /// Finds an error of type `E` in the cause chain (looking through marks and nested calls).
@@ -260,31 +260,31 @@ impl StdError for Error {
 
 /// The error and its causes as one line, `outer: inner: root`. Marks are transparent (they
 /// display as the error they wrap), so they are skipped rather than repeated.
-pub(crate) fn describe(error: &(dyn StdError + 'static)) -> String {
+pub(crate) fn describe(error: &(dyn StdError + 'static)) -> Arc<str> {
     use std::fmt::Write as _;
     // A user's `Display` may panic; the record then says so instead of crashing the run.
     crate::panic::catch(|| {
-        let mut text = String::new();
-        for e in chain(error).filter(|e| !e.is::<Marked>()) {
-            if !text.is_empty() {
-                text.push_str(": ");
+        crate::text::build(|text| {
+            for e in chain(error).filter(|e| !e.is::<Marked>()) {
+                if !text.is_empty() {
+                    text.push_str(": ");
+                }
+                // Writing to a String cannot fail.
+                let _ = write!(text, "{e}");
             }
-            // Writing to a String cannot fail.
-            let _ = write!(text, "{e}");
-        }
-        text
+        })
     })
     .unwrap_or_else(|_| {
         // Some cause's `Display` panicked: go again one cause at a time, so the others are
         // still shown.
-        chain(error)
+        let parts: Vec<String> = chain(error)
             .filter(|e| !e.is::<Marked>())
             .map(|e| {
                 crate::panic::catch(|| e.to_string())
                     .unwrap_or_else(|panic| format!("the error could not be displayed: {panic}"))
             })
-            .collect::<Vec<_>>()
-            .join(": ")
+            .collect();
+        Arc::from(parts.join(": "))
     })
 }
 
