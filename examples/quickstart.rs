@@ -3,7 +3,8 @@
 //! 1. A flaky tool times out twice and is retried with exponential backoff until it answers.
 //! 2. A tool whose retry waits 10 s is interrupted from another task: the backoff ends at once.
 //!
-//! Every record the runtime makes is printed as it happens, then the history is summarised.
+//! Every record the runtime makes is printed as it happens by the console printer, then the
+//! run is summarised.
 //!
 //! Run it with:
 //!
@@ -17,61 +18,15 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rh_agents::{
-    Actor, Ctx, Event, EventStatus, ExecutionState, InterruptReason, InterruptSignal, RetryPolicy,
-};
-
-/// Prints one record as a line, indented by call depth.
-fn print_event(event: &Event) {
-    let indent = "  ".repeat(event.address.depth().saturating_sub(1));
-    let (mark, what) = match event.status {
-        EventStatus::Started if event.retry.is_retry => {
-            ("▶", format!("started (retry {})", event.retry.attempt))
-        }
-        EventStatus::Started => ("▶", "started".to_owned()),
-        EventStatus::Completed => (
-            "✔",
-            format!("completed → {}", event.detail.as_deref().unwrap_or("")),
-        ),
-        EventStatus::Failed => (
-            "✖",
-            format!("failed: {}", event.message.as_deref().unwrap_or("")),
-        ),
-        EventStatus::Retrying => ("↻", event.message.as_deref().unwrap_or("").to_owned()),
-        EventStatus::Interrupted if event.address.is_root() => (
-            "■",
-            format!(
-                "interrupt requested: {}",
-                event.message.as_deref().unwrap_or("")
-            ),
-        ),
-        EventStatus::Interrupted => (
-            "■",
-            format!(
-                "{} ({})",
-                event.detail.as_deref().unwrap_or("interrupted"),
-                event.message.as_deref().unwrap_or("")
-            ),
-        ),
-        other => ("·", other.to_string()),
-    };
-    let took = event
-        .duration
-        .map(|d| format!(" [{d:.1?}]"))
-        .unwrap_or_default();
-    if event.address.is_root() {
-        println!("{indent}{mark} {what}");
-    } else {
-        println!(
-            "{indent}{mark} {} {} {what}{took}",
-            event.kind, event.address
-        );
-    }
-}
+use rh_agents::observe::printer::Printer;
+use rh_agents::{Actor, Ctx, ExecutionState, InterruptReason, InterruptSignal, RetryPolicy};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let state = ExecutionState::builder().subscriber(print_event).build();
+    // The console printer is a subscriber: every record is printed as it happens.
+    let state = ExecutionState::builder()
+        .subscriber(Printer::builder().stdout())
+        .build();
 
     println!("── Scene 1: a flaky tool, retried until it answers ──");
     let calls = Arc::new(AtomicU32::new(0));
@@ -137,20 +92,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("→ {err}");
     println!("→ stopped {latency:.1?} after the request, not 10 s later\n");
 
-    println!("── History ──");
-    let history = state.history();
-    for event in history.latest_by_address() {
-        let address = event.address.to_string();
-        let attempts = history
-            .statuses(&address)
-            .iter()
-            .filter(|s| **s == EventStatus::Started)
-            .count();
-        println!(
-            "{address:<16} {:<12} attempts run: {attempts}",
-            event.status.to_string()
-        );
-    }
-    println!("{} records in all", history.len());
+    // The run summary, from the history.
+    print!("{}", state.summary());
     Ok(())
 }

@@ -213,6 +213,10 @@ pub struct Event {
     /// Severity, on `log` records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<Severity>,
+    /// Whether this is the call's final record: how the call ended (COMPLETED, INTERRUPTED,
+    /// or a FAILED that no retry follows).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_final: bool,
     /// Whether the record was replayed from a saved state rather than run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub is_replayed: bool,
@@ -243,6 +247,7 @@ impl Event {
             retry: RetryInfo::default(),
             interrupt: None,
             level: None,
+            is_final: false,
             is_replayed: false,
         }
     }

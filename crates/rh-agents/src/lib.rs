@@ -19,7 +19,8 @@
 //! - [`ExecutionState::request_interrupt`] stops the run; external
 //!   [`InterruptChecker`]s let another process do so.
 //! - [`ExecutionState::history`], [`ExecutionState::subscribe`] and
-//!   [`ExecutionState::stream`] show what happened.
+//!   [`ExecutionState::stream`] show what happened; [`observe`] has the console printer, the
+//!   run summary, progress lines, JSON lines and (feature `tracing`) a `tracing` bridge.
 //!
 //! ```
 //! use std::sync::atomic::{AtomicU32, Ordering};
@@ -72,6 +73,7 @@ mod error;
 mod event;
 mod history;
 pub mod interrupt;
+pub mod observe;
 mod panic;
 pub mod retry;
 mod run;

@@ -50,7 +50,9 @@ impl Recorder<'_> {
 
     /// Records the call's final step.
     fn finish(&self, status: EventStatus, attempt: u32, fill: impl FnOnce(&mut Event)) {
-        self.state.record_final(self.event(status, attempt, fill));
+        let mut event = self.event(status, attempt, fill);
+        event.is_final = true;
+        self.state.record_final(event);
     }
 
     fn event(&self, status: EventStatus, attempt: u32, fill: impl FnOnce(&mut Event)) -> Event {

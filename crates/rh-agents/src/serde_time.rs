@@ -44,6 +44,14 @@ fn from_ms<E: serde::de::Error>(ms: f64) -> Result<Duration, E> {
     })
 }
 
+pub(crate) mod duration_ms {
+    use super::*;
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(to_ms(*d))
+    }
+}
+
 pub(crate) mod option_duration_ms {
     use super::*;
 

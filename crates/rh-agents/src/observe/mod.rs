@@ -1,0 +1,16 @@
+//! Seeing what a run did: subscribers that turn events into output.
+//!
+//! - [`printer`]: the console printer (a tree of events, colour when it helps).
+//! - [`style`]: symbols, colours, and when colour is on.
+//! - [`summary`]: the run summary, as a value and as text.
+//! - [`progress`]: a progress line for long runs.
+//! - [`jsonl`]: one JSON object per event, in the stable event form.
+//! - `tracing_bridge` (feature `tracing`): events as `tracing` events, calls as spans.
+
+pub mod jsonl;
+pub mod printer;
+pub mod progress;
+pub mod style;
+pub mod summary;
+#[cfg(feature = "tracing")]
+pub mod tracing_bridge;

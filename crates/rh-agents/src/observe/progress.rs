@@ -1,0 +1,242 @@
+//! Progress for long runs: how many calls are done, failed and running, and for how long.
+//!
+//! Two forms: plain lines, at most one per interval, for logs and pipes (no dependency); and,
+//! with the `progress` feature, a live line on a terminal drawn by `indicatif`.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::actor::ActorKind;
+use crate::bus::Subscriber;
+use crate::event::{Event, EventStatus};
+use crate::serde_time::Human;
+use crate::BoxError;
+
+/// Call counts of a run, as progress sees them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Calls that started.
+    pub started: u64,
+    /// Calls that completed.
+    pub completed: u64,
+    /// Calls that failed for good.
+    pub failed: u64,
+    /// Calls stopped by an interrupt.
+    pub interrupted: u64,
+}
+
+impl Counts {
+    /// Calls that ended, however.
+    pub fn done(&self) -> u64 {
+        self.completed + self.failed + self.interrupted
+    }
+
+    /// Calls still running.
+    pub fn running(&self) -> u64 {
+        self.started.saturating_sub(self.done())
+    }
+
+    /// Updates the counts with one record; `true` if a call started or ended.
+    fn apply(&mut self, event: &Event) -> bool {
+        if event.kind == ActorKind::System {
+            return false;
+        }
+        match event.status {
+            EventStatus::Started if !event.retry.is_retry => self.started += 1,
+            // A FAILED followed by a retry is not the end of the call: only final records count.
+            EventStatus::Completed | EventStatus::Recovered if event.is_final => {
+                self.completed += 1;
+            }
+            EventStatus::Failed if event.is_final => self.failed += 1,
+            EventStatus::Interrupted if event.is_final => self.interrupted += 1,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The progress text: `3/10 done (30%) · 1 failed · 2 running · 1.2s`.
+    pub fn describe(&self, total: Option<u64>, elapsed: Option<Duration>) -> String {
+        let done = self.done();
+        let mut text = match total {
+            Some(total) if total > 0 => {
+                format!("{done}/{total} done ({}%)", done * 100 / total)
+            }
+            _ => format!("{done} done"),
+        };
+        if self.failed > 0 {
+            text.push_str(&format!(" · {} failed", self.failed));
+        }
+        if self.interrupted > 0 {
+            text.push_str(&format!(" · {} interrupted", self.interrupted));
+        }
+        text.push_str(&format!(" · {} running", self.running()));
+        if let Some(elapsed) = elapsed {
+            text.push_str(&format!(" · {}", Human(elapsed)));
+        }
+        text
+    }
+}
+
+enum Sink<W> {
+    Lines {
+        out: W,
+        interval: Duration,
+        last: Option<Instant>,
+    },
+    #[cfg(feature = "progress")]
+    Live(indicatif::ProgressBar),
+}
+
+struct Inner<W> {
+    counts: Counts,
+    sink: Sink<W>,
+}
+
+/// A subscriber that reports progress: plain lines at most once per interval (and whenever
+/// the last running call ends), or a live terminal line.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use rh_agents::observe::progress::Progress;
+///
+/// // One line per second at most, with 10 calls expected.
+/// let progress = Progress::lines(Vec::new(), Duration::from_secs(1)).total(10);
+/// # drop(progress);
+/// ```
+pub struct Progress<W> {
+    total: Option<u64>,
+    elapsed: bool,
+    started: Instant,
+    inner: Mutex<Inner<W>>,
+}
+
+impl<W> std::fmt::Debug for Progress<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Progress")
+            .field("total", &self.total)
+            .field("counts", &self.inner.lock().counts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<W: Write + Send + 'static> Progress<W> {
+    /// Plain progress lines to `out`, at most one per `interval` (zero: one per call that
+    /// starts or ends), and one whenever no call is left running.
+    pub fn lines(out: W, interval: Duration) -> Self {
+        Self::with_sink(Sink::Lines {
+            out,
+            interval,
+            last: None,
+        })
+    }
+
+    fn with_sink(sink: Sink<W>) -> Self {
+        Self {
+            total: None,
+            elapsed: true,
+            started: Instant::now(),
+            inner: Mutex::new(Inner {
+                counts: Counts::default(),
+                sink,
+            }),
+        }
+    }
+
+    /// How many calls the run will make, when known (for a percentage).
+    #[must_use]
+    pub fn total(mut self, calls: u64) -> Self {
+        self.total = Some(calls);
+        #[cfg(feature = "progress")]
+        if let Sink::Live(bar) = &self.inner.get_mut().sink {
+            bar.set_length(calls);
+        }
+        self
+    }
+
+    /// Whether lines show the elapsed time (default on; off gives output that does not vary
+    /// between runs).
+    #[must_use]
+    pub fn elapsed(mut self, on: bool) -> Self {
+        self.elapsed = on;
+        self
+    }
+
+    /// The counts so far.
+    pub fn counts(&self) -> Counts {
+        self.inner.lock().counts
+    }
+
+    /// Runs `f` with the writer of a plain-lines progress (e.g. to read a `Vec<u8>`).
+    pub fn with_writer<T>(&self, f: impl FnOnce(Option<&mut W>) -> T) -> T {
+        match &mut self.inner.lock().sink {
+            Sink::Lines { out, .. } => f(Some(out)),
+            #[cfg(feature = "progress")]
+            Sink::Live(_) => f(None),
+        }
+    }
+}
+
+#[cfg(feature = "progress")]
+impl Progress<std::io::Sink> {
+    /// A live progress line on standard error, redrawn in place (at most 20 times a second)
+    /// when standard error is a terminal; hidden otherwise.
+    pub fn live() -> Self {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        Self::with_sink(Sink::Live(bar))
+    }
+
+    /// Clears the live line (call when the run is over).
+    pub fn finish(&self) {
+        if let Sink::Live(bar) = &self.inner.lock().sink {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl<W: Write + Send + 'static> Subscriber for Progress<W> {
+    fn on_event(&self, event: &Event) -> Result<(), BoxError> {
+        let mut inner = self.inner.lock();
+        if !inner.counts.apply(event) {
+            return Ok(());
+        }
+        let counts = inner.counts;
+        let elapsed = self.elapsed.then(|| self.started.elapsed());
+        match &mut inner.sink {
+            Sink::Lines {
+                out,
+                interval,
+                last,
+            } => {
+                let now = Instant::now();
+                if due(*last, now, *interval) || counts.running() == 0 {
+                    *last = Some(now);
+                    writeln!(out, "progress: {}", counts.describe(self.total, elapsed))?;
+                    out.flush()?;
+                }
+            }
+            #[cfg(feature = "progress")]
+            Sink::Live(bar) => {
+                bar.set_position(counts.done());
+                bar.set_message(counts.describe(self.total, None));
+                bar.tick();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether a line is due: none written yet, or the interval has passed since the last.
+fn due(last: Option<Instant>, now: Instant, interval: Duration) -> bool {
+    match last {
+        None => true,
+        Some(at) => now.saturating_duration_since(at) >= interval,
+    }
+}
