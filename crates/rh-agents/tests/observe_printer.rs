@@ -530,7 +530,7 @@ async fn durations_in_virtual_time_are_exact() {
 ▶ agent planner started
   • [info] planning
   ▶ tool search started
-  ✖ tool search failed (attempt 1/2) (0µs)
+  ✖ tool search failed (attempt 1/2, 0µs)
       error: timeout
   ↻ tool search retrying: Attempt 2/2 in 1.0s
   ▶ tool search started (attempt 2/2)

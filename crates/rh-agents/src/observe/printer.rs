@@ -267,22 +267,27 @@ impl<W: Write + Send + 'static> Printer<W> {
                 let _ = write!(text, ": {message}");
             }
         }
+        // One parenthesis for what is known about the step: attempt, outcome, duration.
+        let mut notes: Vec<String> = Vec::new();
         if event.status == EventStatus::Failed && event.retry.max_attempts > 1 {
             let attempt = event.retry.attempt + 1;
-            let _ = write!(text, " (attempt {attempt}/{}", event.retry.max_attempts);
+            let mut note = format!("attempt {attempt}/{}", event.retry.max_attempts);
             if event.is_final {
-                text.push_str(if attempt >= event.retry.max_attempts {
+                note.push_str(if attempt >= event.retry.max_attempts {
                     ", retries exhausted"
                 } else {
                     ", not retried"
                 });
             }
-            text.push(')');
+            notes.push(note);
         }
         if o.durations {
             if let Some(d) = event.duration {
-                let _ = write!(text, " ({})", Human(d));
+                notes.push(Human(d).to_string());
             }
+        }
+        if !notes.is_empty() {
+            let _ = write!(text, " ({})", notes.join(", "));
         }
         text.push('\n');
 
