@@ -24,6 +24,10 @@ pub enum ActorKind {
     Agent,
     /// Records the runtime makes itself: interrupt notices and logs outside any actor.
     System,
+    /// A parallel group (its start and end).
+    Group,
+    /// One task of a parallel group.
+    Task,
 }
 
 impl ActorKind {
@@ -34,6 +38,8 @@ impl ActorKind {
             Self::Llm => "llm",
             Self::Agent => "agent",
             Self::System => "system",
+            Self::Group => "group",
+            Self::Task => "task",
         }
     }
 }

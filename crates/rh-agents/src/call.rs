@@ -2,6 +2,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -10,6 +11,7 @@ use serde_json::{Map, Value};
 use crate::actor::Actor;
 use crate::address::{Address, Node};
 use crate::error::Error;
+use crate::event::GroupRef;
 use crate::retry::RetryPolicy;
 use crate::state::ExecutionState;
 
@@ -47,6 +49,7 @@ pub struct Call<'a, I, O> {
     pub(crate) retry: Option<Box<RetryPolicy>>,
     pub(crate) tag: Option<String>,
     pub(crate) metadata: Option<Map<String, Value>>,
+    pub(crate) group: Option<Arc<GroupRef>>,
 }
 
 impl<I, O> std::fmt::Debug for Call<'_, I, O> {
@@ -75,6 +78,7 @@ impl<'a, I, O> Call<'a, I, O> {
             retry: None,
             tag: None,
             metadata: None,
+            group: None,
         }
     }
 

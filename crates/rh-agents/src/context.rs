@@ -9,7 +9,7 @@ use crate::actor::{Actor, ActorKind};
 use crate::address::{Address, Node};
 use crate::call::Call;
 use crate::error::Error;
-use crate::event::Severity;
+use crate::event::{GroupRef, Severity};
 use crate::interrupt::InterruptSignal;
 use crate::state::ExecutionState;
 use crate::storage::Storage;
@@ -26,6 +26,8 @@ pub struct Ctx {
     pub(crate) actor: Arc<str>,
     pub(crate) kind: ActorKind,
     pub(crate) attempt: u32,
+    /// The parallel group task this call runs in, if any (inherited by nested calls).
+    pub(crate) group: Option<Arc<GroupRef>>,
 }
 
 impl Ctx {
@@ -61,7 +63,14 @@ impl Ctx {
 
     /// Calls another actor as a child of this call (address `this/child#n`).
     pub fn call<'a, I, O>(&'a self, actor: &'a Actor<I, O>, input: I) -> Call<'a, I, O> {
-        Call::new(&self.state, &self.node, actor, input)
+        let mut call = Call::new(&self.state, &self.node, actor, input);
+        call.group.clone_from(&self.group);
+        call
+    }
+
+    /// The parallel group and task index this call runs in, if any.
+    pub fn group_ref(&self) -> Option<&GroupRef> {
+        self.group.as_deref()
     }
 
     /// Whether an interrupt was requested. Long handlers can check it between steps.

@@ -123,6 +123,16 @@ impl fmt::Display for Severity {
     }
 }
 
+/// Where a record stands in a parallel group: the group's id (its address) and the index of
+/// the task (in the order tasks were added).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRef {
+    /// The group's id: its address.
+    pub id: Arc<str>,
+    /// The task's index in the group.
+    pub index: u32,
+}
+
 /// Retry bookkeeping carried by every actor event.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RetryInfo {
@@ -210,6 +220,12 @@ pub struct Event {
     /// The interrupt, on `interrupted` records (boxed: rare, and records stay small).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interrupt: Option<Box<InterruptSignal>>,
+    /// The parallel group and task the record belongs to (the innermost, for nested groups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupRef>,
+    /// Whether the record belongs to a task of a parallel group.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub is_parallel: bool,
     /// Severity, on `log` records.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub level: Option<Severity>,
@@ -246,6 +262,8 @@ impl Event {
             result: None,
             retry: RetryInfo::default(),
             interrupt: None,
+            group: None,
+            is_parallel: false,
             level: None,
             is_final: false,
             is_replayed: false,

@@ -74,6 +74,7 @@ mod event;
 mod history;
 pub mod interrupt;
 pub mod observe;
+pub mod parallel;
 mod panic;
 pub mod retry;
 mod run;
@@ -91,7 +92,9 @@ pub use error::{
     AttemptTimeout, BoxError, ConditionFailed, Error, ErrorClass, ErrorExt, ErrorKind,
     HandlerPanic, Marked,
 };
-pub use event::{Event, EventStatus, EventVersion, RetryInfo, Severity, EVENT_SCHEMA_VERSION};
+pub use event::{
+    Event, EventStatus, EventVersion, GroupRef, RetryInfo, Severity, EVENT_SCHEMA_VERSION,
+};
 pub use history::History;
 pub use interrupt::{CheckOutcome, InterruptChecker, InterruptReason, InterruptSignal};
 pub use retry::{

@@ -22,7 +22,7 @@ use crate::attempt::{self, Outcome};
 use crate::call::Call;
 use crate::context::Ctx;
 use crate::error::{describe, retry_after_of, BoxError, Error, ErrorKind};
-use crate::event::{Event, EventStatus, RetryInfo};
+use crate::event::{Event, EventStatus, GroupRef, RetryInfo};
 use crate::interrupt::{InterruptReason, InterruptSignal};
 use crate::panic::{catch, CatchUnwind};
 use crate::retry::{PolicySource, RetryPolicy};
@@ -40,6 +40,7 @@ struct Recorder<'a> {
     metadata: Option<Arc<Map<String, Value>>>,
     max_attempts: u32,
     source: PolicySource,
+    group: Option<Arc<GroupRef>>,
 }
 
 impl Recorder<'_> {
@@ -72,6 +73,10 @@ impl Recorder<'_> {
             original_error: None,
             policy_source: Some(self.source),
         };
+        if let Some(group) = &self.group {
+            event.group = Some(GroupRef::clone(group));
+            event.is_parallel = true;
+        }
         fill(&mut event);
         event
     }
@@ -236,6 +241,7 @@ where
         retry,
         tag,
         metadata,
+        group,
     } = call;
     let (policy, source) =
         state
@@ -251,6 +257,7 @@ where
         metadata: metadata.map(Arc::new),
         max_attempts: policy.max_attempts(),
         source,
+        group,
     };
     state.inner.journal.begin_call();
     let guard = Unfinished {
@@ -332,6 +339,7 @@ where
             actor: Arc::clone(&actor.name),
             kind: actor.kind,
             attempt,
+            group: rec.group.clone(),
         };
         let outcome = attempt::run(state, actor, input, ctx, policy.attempt_timeout()).await;
         let elapsed = started.elapsed();

@@ -36,6 +36,13 @@ pub enum ErrorKind {
     Output,
     /// The runtime could not do what was asked (e.g. no Tokio runtime to run a timer on).
     Runtime,
+    /// A task of a parallel group returned an error (the cause).
+    TaskFailed,
+    /// A task of a parallel group was stopped, or never started, because the group was
+    /// cancelled (fail-fast, the group timeout, or an interrupt).
+    Cancelled,
+    /// A task of a parallel group was not run because its circuit breaker is open.
+    CircuitOpen,
 }
 
 /// The error returned by a call: what happened, where, after how many attempts, and the last
@@ -142,6 +149,11 @@ impl Error {
         }
     }
 
+    /// Whether a parallel group stopped this task (or never started it).
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.kind == ErrorKind::Cancelled
+    }
+
     /// Whether every allowed attempt failed.
     pub fn is_retry_exhausted(&self) -> bool {
         self.inner.kind == ErrorKind::RetriesExhausted
@@ -245,6 +257,20 @@ impl fmt::Display for Error {
             ErrorKind::PreconditionFailed => f.write_str("precondition failed"),
             ErrorKind::Output => f.write_str("output could not be recorded as JSON"),
             ErrorKind::Runtime => f.write_str(inner.detail.as_deref().unwrap_or("runtime error")),
+            ErrorKind::TaskFailed => f.write_str("task failed"),
+            ErrorKind::Cancelled => {
+                f.write_str("cancelled")?;
+                if let Some(detail) = &inner.detail {
+                    write!(f, " ({detail})")?;
+                }
+                Ok(())
+            }
+            ErrorKind::CircuitOpen => f.write_str(
+                inner
+                    .detail
+                    .as_deref()
+                    .unwrap_or("not run: the circuit breaker is open"),
+            ),
         }
     }
 }

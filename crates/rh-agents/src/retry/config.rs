@@ -65,7 +65,7 @@ impl RetryConfig {
             ActorKind::Tool => self.tool.as_ref(),
             ActorKind::Llm => self.llm.as_ref(),
             ActorKind::Agent => self.agent.as_ref(),
-            ActorKind::System => None,
+            ActorKind::System | ActorKind::Group | ActorKind::Task => None,
         }
     }
 
@@ -74,7 +74,7 @@ impl RetryConfig {
             ActorKind::Tool => self.tool = Some(policy),
             ActorKind::Llm => self.llm = Some(policy),
             ActorKind::Agent => self.agent = Some(policy),
-            ActorKind::System => {}
+            ActorKind::System | ActorKind::Group | ActorKind::Task => {}
         }
     }
 
@@ -102,7 +102,9 @@ impl RetryConfig {
 /// The built-in policy for a kind.
 pub fn builtin(kind: ActorKind) -> &'static RetryPolicy {
     match kind {
-        ActorKind::Agent | ActorKind::System => &BUILTIN_AGENT,
+        ActorKind::Agent | ActorKind::System | ActorKind::Group | ActorKind::Task => {
+            &BUILTIN_AGENT
+        }
         ActorKind::Tool | ActorKind::Llm => &BUILTIN_CALL,
     }
 }

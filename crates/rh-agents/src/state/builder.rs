@@ -84,8 +84,8 @@ impl ExecutionStateBuilder {
         self
     }
 
-    /// The policy for one actor kind (level 3). `ActorKind::System` names the runtime's own
-    /// records, which are never retried: a policy for it is ignored.
+    /// The policy for one actor kind (level 3). `System`, `Group` and `Task` name records the
+    /// runtime makes itself, which are never retried: a policy for them is ignored.
     pub fn kind_retry(mut self, kind: ActorKind, policy: RetryPolicy) -> Self {
         self.retry.set_kind(kind, policy);
         self

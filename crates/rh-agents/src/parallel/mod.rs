@@ -1,0 +1,14 @@
+//! Parallel groups: fan work out with bounded workers, fail fast or slow, time out, and trip a
+//! circuit breaker — with nothing left running when the group returns.
+//!
+//! - [`group`] — [`ParallelGroup`], its tasks and the driver.
+//! - [`breaker`] — [`CircuitBreaker`].
+//! - [`record`] — [`GroupRecord`], [`GroupStatus`] and [`GroupOutcome`].
+
+pub mod breaker;
+pub mod group;
+pub mod record;
+
+pub use breaker::{CircuitBreaker, CircuitState};
+pub use group::{ErrorStrategy, GroupStream, ParallelGroup, DEFAULT_MAX_WORKERS};
+pub use record::{GroupOutcome, GroupRecord, GroupStatus};
