@@ -817,3 +817,35 @@ async fn colour_never_writes_no_escape_codes() {
     assert!(!text.contains('\x1b'), "{text}");
     assert!(text.contains("[error] disk full"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_group_prints_its_size_its_tasks_by_index_and_its_tally() {
+    let (state, out) = printed(plain());
+    let s = scripted("fetch", vec![Step::Ok("page")]);
+    let mut group = state.group::<String>("pages").max_workers(1);
+    for _ in 0..2 {
+        let fetch = s.actor.clone();
+        group.add_named("page", move |ctx: rh_agents::Ctx| async move {
+            ctx.call(&fetch, ()).await
+        });
+    }
+
+    let outcome = group.run().await;
+
+    assert_eq!(outcome.record.completed, 2);
+    assert_eq!(
+        out.text(),
+        "\
+▶ group pages started: 2 tasks, up to 1 at a time, fail-slow
+  ▶ task page#0 started
+    ▶ tool fetch [task 0] started
+    ✔ tool fetch [task 0] completed
+  ✔ task page#0 completed
+  ▶ task page#1 started
+    ▶ tool fetch [task 1] started
+    ✔ tool fetch [task 1] completed
+  ✔ task page#1 completed
+✔ group pages completed: 2/2 completed, 0 failed, 0 cancelled
+"
+    );
+}

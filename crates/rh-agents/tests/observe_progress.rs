@@ -327,3 +327,36 @@ async fn elapsed_on_adds_the_time_to_each_line() {
         "{text}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_running_group_reports_its_tasks_done_failed_and_total() {
+    let (progress, out) = lines(Duration::ZERO, 0);
+    let state = reporting(&progress);
+    let mut group = state.group::<u32>("pages").max_workers(2);
+    for i in 0..3u32 {
+        group.add(move |_ctx: rh_agents::Ctx| async move {
+            tokio::time::sleep(Duration::from_secs(u64::from(i) + 1)).await;
+            if i == 1 {
+                Err(io::Error::other("page 1 is gone"))
+            } else {
+                Ok(i)
+            }
+        });
+    }
+
+    let outcome = group.run().await;
+
+    assert_eq!(outcome.record.failed, 1);
+    assert_eq!(
+        out.text(),
+        "\
+progress: pages: 0/3 done (0%) · 0 running
+progress: pages: 0/3 done (0%) · 1 running
+progress: pages: 0/3 done (0%) · 2 running
+progress: pages: 1/3 done (33%) · 1 running
+progress: pages: 1/3 done (33%) · 2 running
+progress: pages: 2/3 done (66%) · 1 failed · 1 running
+progress: pages: 3/3 done (100%) · 1 failed · 0 running
+"
+    );
+}

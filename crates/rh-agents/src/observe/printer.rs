@@ -248,12 +248,21 @@ impl<W: Write + Send + 'static> Printer<W> {
         };
         let _ = write!(
             text,
-            "{} {} {} {}",
+            "{} {} {}",
             style.paint(color, mark),
             event.kind,
-            event.actor,
-            style.paint(color, event.status.as_str())
+            event.actor
         );
+        // Tasks of a group run side by side and their lines interleave: each line says which
+        // task it belongs to.
+        if let Some(group) = &event.group {
+            if event.kind == ActorKind::Task {
+                let _ = write!(text, "#{}", group.index);
+            } else if event.kind != ActorKind::Group {
+                let _ = write!(text, " [task {}]", group.index);
+            }
+        }
+        let _ = write!(text, " {}", style.paint(color, event.status.as_str()));
         if event.status == EventStatus::Started && event.retry.is_retry {
             let _ = write!(
                 text,
@@ -262,7 +271,10 @@ impl<W: Write + Send + 'static> Printer<W> {
                 event.retry.max_attempts
             );
         }
-        if event.status == EventStatus::Retrying {
+        // A retry says when the next attempt comes; a group says its size, then its tally.
+        let inline_message =
+            event.status == EventStatus::Retrying || event.kind == ActorKind::Group;
+        if inline_message {
             if let Some(message) = &event.message {
                 let _ = write!(text, ": {message}");
             }
@@ -339,7 +351,7 @@ impl<W: Write + Send + 'static> Printer<W> {
                     );
                 }
             }
-            EventStatus::Failed => {
+            EventStatus::Failed if !inline_message => {
                 if let Some(message) = &event.message {
                     line(
                         text,

@@ -1,4 +1,5 @@
-//! Progress for long runs: how many calls are done, failed and running, and for how long.
+//! Progress for long runs: how many calls are done, failed and running, and for how long —
+//! and, while a parallel group runs, how many of its tasks (completed/failed/total).
 //!
 //! Two forms: plain lines, at most one per interval, for logs and pipes (no dependency); and,
 //! with the `progress` feature, a live line on a terminal drawn by `indicatif`.
@@ -84,6 +85,8 @@ enum Sink<W> {
         out: W,
         interval: Duration,
         last: Option<Instant>,
+        /// The last line written: the same line twice in a row says nothing new.
+        last_text: String,
     },
     #[cfg(feature = "progress")]
     Live(indicatif::ProgressBar),
@@ -91,7 +94,66 @@ enum Sink<W> {
 
 struct Inner<W> {
     counts: Counts,
+    /// Parallel groups running now, outermost first, with their tasks' counts.
+    groups: Vec<GroupProgress>,
     sink: Sink<W>,
+}
+
+/// The tasks of one running parallel group.
+struct GroupProgress {
+    id: String,
+    name: String,
+    total: u64,
+    tasks: Counts,
+}
+
+impl GroupProgress {
+    fn line(&self, elapsed: Option<Duration>) -> String {
+        format!(
+            "{}: {}",
+            self.name,
+            self.tasks.describe(Some(self.total), elapsed)
+        )
+    }
+}
+
+impl<W> Inner<W> {
+    /// Follows parallel groups; the line to show if a group's task counts changed.
+    fn apply_group(&mut self, event: &Event, elapsed: Option<Duration>) -> Option<String> {
+        match event.kind {
+            ActorKind::Group if event.status == EventStatus::Started => {
+                let total = event
+                    .metadata
+                    .as_ref()
+                    .and_then(|m| m.get("total"))
+                    .and_then(serde_json::Value::as_u64)
+                    .unwrap_or(0);
+                let group = GroupProgress {
+                    id: event.address.to_string(),
+                    name: event.actor.to_string(),
+                    total,
+                    tasks: Counts::default(),
+                };
+                let line = group.line(elapsed);
+                self.groups.push(group);
+                Some(line)
+            }
+            ActorKind::Group if event.is_final => {
+                let at = self
+                    .groups
+                    .iter()
+                    .position(|g| g.id == event.address.as_str())?;
+                let group = self.groups.remove(at);
+                Some(group.line(elapsed))
+            }
+            ActorKind::Task => {
+                let id = &event.group.as_ref()?.id;
+                let group = self.groups.iter_mut().find(|g| g.id == **id)?;
+                group.tasks.apply(event).then(|| group.line(elapsed))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A subscriber that reports progress: plain lines at most once per interval (and whenever
@@ -131,6 +193,7 @@ impl<W: Write + Send + 'static> Progress<W> {
             out,
             interval,
             last: None,
+            last_text: String::new(),
         })
     }
 
@@ -141,6 +204,7 @@ impl<W: Write + Send + 'static> Progress<W> {
             started: Instant::now(),
             inner: Mutex::new(Inner {
                 counts: Counts::default(),
+                groups: Vec::new(),
                 sink,
             }),
         }
@@ -204,28 +268,40 @@ impl Progress<std::io::Sink> {
 impl<W: Write + Send + 'static> Subscriber for Progress<W> {
     fn on_event(&self, event: &Event) -> Result<(), BoxError> {
         let mut inner = self.inner.lock();
-        if !inner.counts.apply(event) {
-            return Ok(());
-        }
-        let counts = inner.counts;
         let elapsed = self.elapsed.then(|| self.started.elapsed());
+        let in_group = !inner.groups.is_empty();
+        let changed = inner.counts.apply(event);
+        let group_line = inner.apply_group(event, elapsed);
+        let counts = inner.counts;
+        // While a parallel group runs, its tasks are what progress is about: show the group's
+        // line (done/failed/total of its tasks) rather than every call inside it.
+        let (text, last_one) = match group_line {
+            Some(line) => (line, event.kind == ActorKind::Group && event.is_final),
+            None if changed && !in_group => {
+                (counts.describe(self.total, elapsed), counts.running() == 0)
+            }
+            None => return Ok(()),
+        };
         match &mut inner.sink {
             Sink::Lines {
                 out,
                 interval,
                 last,
+                last_text,
             } => {
                 let now = Instant::now();
-                if due(*last, now, *interval) || counts.running() == 0 {
+                let due = due(*last, now, *interval) || last_one || counts.running() == 0;
+                if due && *last_text != text {
                     *last = Some(now);
-                    writeln!(out, "progress: {}", counts.describe(self.total, elapsed))?;
+                    writeln!(out, "progress: {text}")?;
                     out.flush()?;
+                    *last_text = text;
                 }
             }
             #[cfg(feature = "progress")]
             Sink::Live(bar) => {
                 bar.set_position(counts.done());
-                bar.set_message(counts.describe(self.total, None));
+                bar.set_message(text);
                 bar.tick();
             }
         }

@@ -112,7 +112,12 @@ impl ExecutionState {
 impl Ctx {
     /// Opens a parallel group nested under this call (or task).
     pub fn group<T>(&self, name: impl Into<String>) -> ParallelGroup<T> {
-        ParallelGroup::new(self.state.clone(), &self.node, name.into(), self.group.clone())
+        ParallelGroup::new(
+            self.state.clone(),
+            &self.node,
+            name.into(),
+            self.group.clone(),
+        )
     }
 }
 
@@ -223,7 +228,9 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
     pub async fn run(self) -> GroupOutcome<T> {
         let total = self.tasks.len();
         let mut results: Vec<Option<Result<T, Error>>> = (0..total).map(|_| None).collect();
-        let record = self.drive(|index, result| results[index] = Some(result)).await;
+        let record = self
+            .drive(|index, result| results[index] = Some(result))
+            .await;
         let results = results
             .into_iter()
             .map(|r| r.unwrap_or_else(|| Err(Error::new(ErrorKind::Cancelled))))
@@ -524,6 +531,12 @@ impl Records<'_> {
             "{total} task{}, up to {workers} at a time, {strategy}",
             if total == 1 { "" } else { "s" }
         )));
+        // The same as data, for progress displays.
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("total".to_owned(), total.into());
+        metadata.insert("max_workers".to_owned(), workers.into());
+        metadata.insert("strategy".to_owned(), strategy.into());
+        event.metadata = Some(Arc::new(metadata));
         self.state.inner.journal.begin_call();
         self.state.record(event);
     }
@@ -582,7 +595,9 @@ impl Records<'_> {
     }
 
     fn completed<T: Serialize>(&self, name: &Arc<str>, task: &GroupRef, value: &T) {
-        let result = catch(|| serde_json::to_value(value)).ok().and_then(Result::ok);
+        let result = catch(|| serde_json::to_value(value))
+            .ok()
+            .and_then(Result::ok);
         self.task(name, task, EventStatus::Completed, true, |e| {
             e.detail = result.as_ref().and_then(|v| self.state.detail_of(v));
             e.result = result;

@@ -102,9 +102,7 @@ impl RetryConfig {
 /// The built-in policy for a kind.
 pub fn builtin(kind: ActorKind) -> &'static RetryPolicy {
     match kind {
-        ActorKind::Agent | ActorKind::System | ActorKind::Group | ActorKind::Task => {
-            &BUILTIN_AGENT
-        }
+        ActorKind::Agent | ActorKind::System | ActorKind::Group | ActorKind::Task => &BUILTIN_AGENT,
         ActorKind::Tool | ActorKind::Llm => &BUILTIN_CALL,
     }
 }
