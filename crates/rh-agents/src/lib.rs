@@ -16,6 +16,8 @@
 //!   jitter, a hard `max_delay`, a total `retry_timeout`, a per-attempt timeout and error
 //!   filters. Five levels configure it; the most specific one decides
 //!   ([`retry::config`]).
+//! - [`ExecutionState::group`] fans work out: a [`parallel::ParallelGroup`] runs tasks on
+//!   bounded workers, fail-fast or fail-slow, with a timeout and a circuit breaker.
 //! - [`ExecutionState::request_interrupt`] stops the run; external
 //!   [`InterruptChecker`]s let another process do so.
 //! - [`ExecutionState::history`], [`ExecutionState::subscribe`] and
