@@ -216,14 +216,29 @@ impl Drop for Unfinished<'_, '_> {
             self.rec.state.inner.journal.abandon_call();
             return;
         }
-        let signal = self.rec.state.interrupt_signal().unwrap_or_else(|| {
-            InterruptSignal::new(InterruptReason::Custom)
-                .message("the call was dropped before it finished")
-        });
         let attempt = self.attempt.load(Ordering::Relaxed);
-        let _ = self
-            .rec
-            .interrupted(signal, attempt, attempt + 1, "while aborted", None);
+        match self.rec.state.interrupt_signal() {
+            // The run was interrupted and this call was aborted (after its grace period).
+            Some(signal) => {
+                let _ = self
+                    .rec
+                    .interrupted(signal, attempt, attempt + 1, "while aborted", None);
+            }
+            // Nobody interrupted the run: whoever awaited the call stopped waiting (a group
+            // that failed fast or timed out, a caller's own timeout).
+            None => {
+                let signal = InterruptSignal::new(InterruptReason::Custom)
+                    .message("the call was dropped before it finished");
+                self.rec.finish(EventStatus::Interrupted, attempt, |e| {
+                    e.message = signal.message.as_deref().map(Arc::from);
+                    e.detail = Some(Arc::from(
+                        "Cancelled: its caller stopped waiting for it (a group that failed fast \
+                         or timed out, or a timeout around the call)",
+                    ));
+                    e.interrupt = Some(Box::new(signal));
+                });
+            }
+        }
     }
 }
 

@@ -28,7 +28,10 @@ async fn a_call_dropped_by_its_caller_records_interrupted() {
     );
     assert_eq!(
         last.detail.as_deref(),
-        Some("Interrupted while aborted: custom")
+        Some(
+            "Cancelled: its caller stopped waiting for it (a group that failed fast or timed \
+             out, or a timeout around the call)"
+        )
     );
 }
 
