@@ -139,7 +139,9 @@ async fn results_come_in_add_order_whatever_the_completion_order() {
         "the last task added finishes first"
     );
     let results: Vec<String> = outcome.results.into_iter().map(Result::unwrap).collect();
-    let expected: Vec<String> = (0..10).map(|i| format!("{i} at group#0/task#{i}")).collect();
+    let expected: Vec<String> = (0..10)
+        .map(|i| format!("{i} at group#0/task#{i}"))
+        .collect();
     assert_eq!(results, expected);
     for i in 0..10 {
         let address = format!("group#0/task#{i}");
@@ -175,20 +177,41 @@ async fn fail_slow_runs_everything_and_collects_every_error() {
     let start = Instant::now();
     let outcome = group.run().await;
 
-    assert_eq!(started.load(Ordering::SeqCst), 6, "fail-slow runs every task");
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        6,
+        "fail-slow runs every task"
+    );
     assert_eq!(start.elapsed(), secs(3));
     let record = &outcome.record;
     assert_eq!(record.status, GroupStatus::Failed);
-    assert_eq!((record.completed, record.failed, record.cancelled), (4, 2, 0));
+    assert_eq!(
+        (record.completed, record.failed, record.cancelled),
+        (4, 2, 0)
+    );
     assert!((record.success_rate - 4.0 / 6.0).abs() < 1e-9);
     let indices: Vec<usize> = record.errors.iter().map(|(i, _)| *i).collect();
     assert_eq!(indices, [1, 4]);
-    assert!(record.errors[0].1.contains("task 1 broke"), "{:?}", record.errors);
-    assert!(record.errors[1].1.contains("task 4 broke"), "{:?}", record.errors);
+    assert!(
+        record.errors[0].1.contains("task 1 broke"),
+        "{:?}",
+        record.errors
+    );
+    assert!(
+        record.errors[1].1.contains("task 4 broke"),
+        "{:?}",
+        record.errors
+    );
 
-    assert_eq!(outcome.successes().copied().collect::<Vec<_>>(), [0, 20, 30, 50]);
+    assert_eq!(
+        outcome.successes().copied().collect::<Vec<_>>(),
+        [0, 20, 30, 50]
+    );
     let errors: Vec<(usize, ErrorKind)> = outcome.errors().map(|(i, e)| (i, e.kind())).collect();
-    assert_eq!(errors, [(1, ErrorKind::TaskFailed), (4, ErrorKind::TaskFailed)]);
+    assert_eq!(
+        errors,
+        [(1, ErrorKind::TaskFailed), (4, ErrorKind::TaskFailed)]
+    );
     let err = outcome.results[1].as_ref().unwrap_err();
     assert_eq!(err.address().unwrap().as_str(), "group#0/task#1");
     assert_eq!(err.last_error().unwrap().to_string(), "task 1 broke");
@@ -232,9 +255,14 @@ async fn fail_fast_stops_running_tasks_at_once_and_never_starts_the_rest() {
     );
     let record = &outcome.record;
     assert_eq!(record.status, GroupStatus::Failed);
-    assert_eq!((record.completed, record.failed, record.cancelled), (0, 1, 9));
-    assert_eq!(record.errors.len(), 10);
-    assert_eq!(outcome.results[0].as_ref().unwrap_err().kind(), ErrorKind::TaskFailed);
+    assert_eq!(
+        (record.completed, record.failed, record.cancelled),
+        (0, 1, 9)
+    );
+    assert_eq!(
+        outcome.results[0].as_ref().unwrap_err().kind(),
+        ErrorKind::TaskFailed
+    );
     for i in 1..10 {
         let err = outcome.results[i].as_ref().unwrap_err();
         assert!(err.is_cancelled(), "task {i}: {err:?}");
@@ -262,13 +290,40 @@ async fn fail_fast_stops_running_tasks_at_once_and_never_starts_the_rest() {
     assert_eq!(group_records(&state, "group#0"), [Started, Failed]);
 }
 
+/// `GroupRecord::errors` is documented as "the error of each failed or cancelled task", and
+/// `cancelled` counts tasks that never started: so never-started tasks belong in `errors` too.
+#[tokio::test(start_paused = true)]
+async fn record_errors_list_every_cancelled_task_including_never_started_ones() {
+    let state = ExecutionState::new();
+    let mut group = state.group::<()>("group").max_workers(2).fail_fast();
+    for i in 0..5 {
+        group.add(move |_ctx: Ctx| async move {
+            if i == 0 {
+                return Err(io::Error::other("broke"));
+            }
+            tokio::time::sleep(secs(60)).await;
+            Ok(())
+        });
+    }
+    let outcome = group.run().await;
+    let record = &outcome.record;
+
+    // Task 0 failed, task 1 was stopped while running, tasks 2..4 never started.
+    assert_eq!((record.failed, record.cancelled), (1, 4));
+    let indices: Vec<usize> = record.errors.iter().map(|(i, _)| *i).collect();
+    assert_eq!(
+        indices,
+        [0, 1, 2, 3, 4],
+        "errors must hold one entry per failed or cancelled task: {:?}",
+        record.errors
+    );
+    assert_eq!(record.errors.len(), record.failed + record.cancelled);
+}
+
 #[tokio::test(start_paused = true)]
 async fn group_timeout_keeps_finished_work_and_cancels_the_rest() {
     let state = ExecutionState::new();
-    let mut group = state
-        .group::<u64>("group")
-        .max_workers(3)
-        .timeout(secs(5));
+    let mut group = state.group::<u64>("group").max_workers(3).timeout(secs(5));
     // Tasks 0 and 1 finish at 1 s and 2 s; 2, 3 and 4 are running at 5 s; 5 never starts.
     for (i, sleep) in [1, 2, 10, 10, 10, 10].into_iter().enumerate() {
         group.add(move |_ctx: Ctx| async move {
@@ -282,7 +337,10 @@ async fn group_timeout_keeps_finished_work_and_cancels_the_rest() {
     assert_eq!(start.elapsed(), secs(5), "returns exactly at the timeout");
     let record = &outcome.record;
     assert_eq!(record.status, GroupStatus::Cancelled);
-    assert_eq!((record.completed, record.failed, record.cancelled), (2, 0, 4));
+    assert_eq!(
+        (record.completed, record.failed, record.cancelled),
+        (2, 0, 4)
+    );
     assert_eq!(record.execution_time, secs(5));
     assert_eq!(*outcome.results[0].as_ref().unwrap(), 0);
     assert_eq!(*outcome.results[1].as_ref().unwrap(), 100);
@@ -316,7 +374,10 @@ async fn group_timeout_keeps_finished_work_and_cancels_the_rest() {
         "{:?}",
         last.message
     );
-    assert!(!state.is_interrupted(), "a group timeout is not a run interrupt");
+    assert!(
+        !state.is_interrupted(),
+        "a group timeout is not a run interrupt"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -353,11 +414,17 @@ async fn interrupt_stops_every_task_in_the_same_instant() {
     assert_eq!(tool.calls(), 3, "only the running tasks called the tool");
     let record = &outcome.record;
     assert_eq!(record.status, GroupStatus::Cancelled);
-    assert_eq!((record.completed, record.failed, record.cancelled), (0, 0, 5));
+    assert_eq!(
+        (record.completed, record.failed, record.cancelled),
+        (0, 0, 5)
+    );
     for i in 0..3 {
         let err = outcome.results[i].as_ref().unwrap_err();
         assert!(err.is_interrupted(), "running task {i}: {err:?}");
-        assert_eq!(err.interrupt().unwrap().reason, InterruptReason::UserCancelled);
+        assert_eq!(
+            err.interrupt().unwrap().reason,
+            InterruptReason::UserCancelled
+        );
         let address = format!("group#0/task#{i}");
         assert_eq!(statuses(&state, &address), [Started, Interrupted]);
         assert_eq!(
@@ -396,7 +463,10 @@ async fn interrupt_before_run_starts_no_task() {
     assert_eq!(started.load(Ordering::SeqCst), 0);
     assert_eq!(outcome.record.status, GroupStatus::Cancelled);
     assert_eq!(outcome.record.cancelled, 4);
-    assert!(outcome.results.iter().all(|r| r.as_ref().unwrap_err().is_cancelled()));
+    assert!(outcome
+        .results
+        .iter()
+        .all(|r| r.as_ref().unwrap_err().is_cancelled()));
     assert_eq!(group_records(&state, "group#0"), [Started, Interrupted]);
 }
 
@@ -421,7 +491,10 @@ async fn retries_inside_a_task_are_recorded_with_the_task_group_ref() {
 
     assert_eq!(start.elapsed(), SEC, "the three retries wait in parallel");
     assert_eq!(outcome.record.completed, 3);
-    assert!(outcome.results.iter().all(|r| r.as_deref().unwrap() == "fine"));
+    assert!(outcome
+        .results
+        .iter()
+        .all(|r| r.as_deref().unwrap() == "fine"));
     for (i, tool) in tools.iter().enumerate() {
         assert_eq!(tool.calls(), 2);
         let address = format!("group#0/task#{i}/tool#0");
@@ -431,13 +504,21 @@ async fn retries_inside_a_task_are_recorded_with_the_task_group_ref() {
         let expected = group_ref("group#0", i as u32);
         for event in &events {
             assert!(event.is_parallel, "{address} {}", event.status);
-            assert_eq!(event.group.as_ref(), Some(&expected), "{address} {}", event.status);
+            assert_eq!(
+                event.group.as_ref(),
+                Some(&expected),
+                "{address} {}",
+                event.status
+            );
             assert_eq!(event.kind, ActorKind::Tool);
         }
         let retry = &events[3];
         assert!(retry.retry.is_retry);
         assert_eq!(retry.retry.delay, Some(SEC));
-        assert_eq!(statuses(&state, &format!("group#0/task#{i}")), [Started, Completed]);
+        assert_eq!(
+            statuses(&state, &format!("group#0/task#{i}")),
+            [Started, Completed]
+        );
     }
 }
 
@@ -491,7 +572,12 @@ async fn nested_groups_nest_addresses_and_tag_inner_events_with_the_inner_group(
             let call = format!("{task}/tool#0");
             assert_eq!(statuses(&state, &task), [Started, Completed]);
             assert_eq!(statuses(&state, &call), [Started, Completed]);
-            for event in state.history().at(&task).iter().chain(&state.history().at(&call)) {
+            for event in state
+                .history()
+                .at(&task)
+                .iter()
+                .chain(&state.history().at(&call))
+            {
                 assert_eq!(
                     event.group,
                     Some(group_ref(&inner_id, j)),
@@ -704,4 +790,151 @@ async fn groups_opened_in_one_state_get_successive_addresses() {
     assert_eq!(empty.record.status, GroupStatus::Completed);
     assert!((empty.record.success_rate - 1.0).abs() < f64::EPSILON);
     assert_eq!(empty.record.total, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_task_fails_alone() {
+    let state = ExecutionState::new();
+    let mut group = state.group::<u32>("group").max_workers(2);
+    group.add(|_ctx: Ctx| async move {
+        tokio::time::sleep(SEC).await;
+        Ok::<_, io::Error>(1)
+    });
+    group.add(|_ctx: Ctx| async move {
+        if true {
+            panic!("task exploded");
+        }
+        Ok::<_, io::Error>(2)
+    });
+    group.add(|_ctx: Ctx| async move { Ok::<_, io::Error>(3) });
+    let outcome = group.run().await;
+
+    assert_eq!(outcome.record.status, GroupStatus::Failed);
+    assert_eq!((outcome.record.completed, outcome.record.failed), (2, 1));
+    assert_eq!(*outcome.results[0].as_ref().unwrap(), 1);
+    assert_eq!(*outcome.results[2].as_ref().unwrap(), 3);
+    let err = outcome.results[1].as_ref().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TaskFailed);
+    assert!(err.report().contains("task exploded"), "{}", err.report());
+    assert_eq!(statuses(&state, "group#0/task#1"), [Started, Failed]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_run_future_aborts_running_tasks() {
+    let baseline = alive_tasks();
+    let state = ExecutionState::new();
+    let late = Arc::new(AtomicUsize::new(0));
+    let mut group = state.group::<()>("group").max_workers(3);
+    for _ in 0..6 {
+        let late = Arc::clone(&late);
+        group.add(move |_ctx: Ctx| async move {
+            tokio::time::sleep(secs(10)).await;
+            late.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, io::Error>(())
+        });
+    }
+    let gave_up = tokio::time::timeout(SEC, group.run()).await;
+    assert!(gave_up.is_err(), "the group cannot finish in a second");
+
+    tokio::time::sleep(secs(1_000)).await;
+    assert_eq!(
+        late.load(Ordering::SeqCst),
+        0,
+        "no task outlives the dropped future"
+    );
+    assert_eq!(alive_tasks(), baseline);
+}
+
+/// A nested group whose task is stopped from outside (here: the outer group fails fast)
+/// must still close its records: the inner group's STARTED and its tasks' STARTED each get a
+/// final record, as every call's does (`run.rs`' `Unfinished` guard, "so no call is left
+/// with a dangling STARTED").
+#[tokio::test(start_paused = true)]
+async fn outer_fail_fast_closes_the_records_of_a_nested_group() {
+    let state = ExecutionState::new();
+    let mut outer = state.group::<()>("outer").max_workers(2).fail_fast();
+    outer.add(|_ctx: Ctx| async move {
+        tokio::time::sleep(SEC).await;
+        Err::<(), _>(io::Error::other("broke"))
+    });
+    outer.add(|ctx: Ctx| async move {
+        let mut inner = ctx.group::<()>("inner").max_workers(2);
+        for _ in 0..2 {
+            inner.add(|_ctx: Ctx| async move {
+                tokio::time::sleep(secs(60)).await;
+                Ok::<_, io::Error>(())
+            });
+        }
+        inner.run().await;
+        Ok::<_, io::Error>(())
+    });
+    let outcome = outer.run().await;
+    assert_eq!(outcome.record.status, GroupStatus::Failed);
+    assert_eq!(statuses(&state, "outer#0/task#1"), [Started, Interrupted]);
+
+    let events = state.history().events();
+    let started: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e.status == Started)
+        .map(|e| e.address.to_string())
+        .collect();
+    let closed: BTreeSet<String> = events
+        .iter()
+        .filter(|e| e.is_final)
+        .map(|e| e.address.to_string())
+        .collect();
+    let dangling: Vec<&String> = started.difference(&closed).collect();
+    assert!(
+        dangling.is_empty(),
+        "records left with a STARTED and no final record: {dangling:?}"
+    );
+}
+
+/// The same situation seen from a stream: `EventStream` ends "once the run is interrupted and
+/// every call that was running has recorded how it ended". After the groups have returned,
+/// nothing is running, so an interrupt must end the stream.
+#[tokio::test(start_paused = true)]
+async fn event_stream_ends_after_an_interrupt_that_follows_a_nested_fail_fast() {
+    // Control: without nesting, the stream ends.
+    let flat = ExecutionState::new();
+    let mut flat_events = flat.stream();
+    let mut group = flat.group::<()>("group").max_workers(2).fail_fast();
+    group.add(|_ctx: Ctx| async move { Err::<(), _>(io::Error::other("broke")) });
+    group.add(|_ctx: Ctx| async move {
+        tokio::time::sleep(secs(60)).await;
+        Ok::<_, io::Error>(())
+    });
+    let _ = group.run().await;
+    assert!(flat.request_interrupt(InterruptReason::UserCancelled));
+    let drained = tokio::time::timeout(secs(100), async {
+        while flat_events.next().await.is_some() {}
+    })
+    .await;
+    assert!(drained.is_ok(), "control: a flat group's stream ends");
+
+    let state = ExecutionState::new();
+    let mut events = state.stream();
+    let mut outer = state.group::<()>("outer").max_workers(2).fail_fast();
+    outer.add(|_ctx: Ctx| async move {
+        tokio::time::sleep(SEC).await;
+        Err::<(), _>(io::Error::other("broke"))
+    });
+    outer.add(|ctx: Ctx| async move {
+        let mut inner = ctx.group::<()>("inner");
+        inner.add(|_ctx: Ctx| async move {
+            tokio::time::sleep(secs(60)).await;
+            Ok::<_, io::Error>(())
+        });
+        inner.run().await;
+        Ok::<_, io::Error>(())
+    });
+    let _ = outer.run().await;
+    assert!(state.request_interrupt(InterruptReason::UserCancelled));
+
+    let drained =
+        tokio::time::timeout(secs(100), async { while events.next().await.is_some() {} }).await;
+    assert!(
+        drained.is_ok(),
+        "the event stream never ended: the nested group still counts as running"
+    );
 }

@@ -107,13 +107,18 @@ impl CircuitBreaker {
         }
     }
 
-    /// Reports how acquired work ended.
+    /// Reports how acquired work ended. A success closes a closed or half-open circuit (in
+    /// half-open, work admitted before the circuit opened cannot be told from the trial, so its
+    /// success closes the circuit too); it does not close an open one.
     pub fn record(&self, success: bool) {
         let mut inner = self.inner.lock();
         let open = Inner::Open {
             until: Instant::now() + self.reset_timeout,
         };
         *inner = match (&*inner, success) {
+            // A success from work admitted before the circuit opened says nothing about the
+            // service now: an open circuit waits for its reset timeout and a trial.
+            (Inner::Open { until }, true) => Inner::Open { until: *until },
             (_, true) => Inner::Closed { failures: 0 },
             (Inner::Closed { failures }, false) => {
                 let failures = failures + 1;

@@ -283,7 +283,13 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
         let mut tally = Tally::default();
         let mut pending = tasks.into_iter().enumerate();
         let mut running: JoinSet<(usize, Result<T, BoxError>)> = JoinSet::new();
-        let mut by_id: HashMap<tokio::task::Id, (usize, Arc<str>)> = HashMap::new();
+        // Closes the records of the group and its running tasks if this future is dropped
+        // before the end (the JoinSet, dropped with it, aborts the tasks themselves).
+        let mut open = Unclosed {
+            group: &group,
+            running: HashMap::new(),
+            closed: false,
+        };
         let mut stop: Option<Stop> = None;
         let mut timer = timeout.map(|limit| (limit, Box::pin(tokio::time::sleep(limit))));
 
@@ -330,7 +336,7 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
                     };
                     (index, outcome)
                 });
-                by_id.insert(handle.id(), (index, task_name));
+                open.running.insert(handle.id(), (index, task_name));
             }
             if running.is_empty() {
                 break;
@@ -343,7 +349,7 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
                         Ok((id, (_, outcome))) => (id, Some(outcome)),
                         Err(join_error) => (join_error.id(), None),
                     };
-                    let Some((index, task_name)) = by_id.remove(&id) else { continue };
+                    let Some((index, task_name)) = open.running.remove(&id) else { continue };
                     let task_ref = group.task_ref(index);
                     let result = match outcome {
                         Some(Ok(value)) => {
@@ -404,7 +410,7 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
         for (index, _) in pending {
             let detail = stop.as_ref().map_or_else(String::new, Stop::describe);
             let error = Error::new(ErrorKind::Cancelled).detail(format!("never started: {detail}"));
-            tally.cancelled += 1;
+            tally.cancel(index, &error);
             emit(index, Err(error));
         }
 
@@ -431,8 +437,43 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
             execution_time: started.elapsed(),
             errors: tally.errors,
         };
+        open.closed = true;
         group.end(&record, stop.as_ref());
         record
+    }
+}
+
+/// The records a group still has to close: its own and its running tasks'.
+struct Unclosed<'a, 'b> {
+    group: &'a Records<'b>,
+    running: HashMap<tokio::task::Id, (usize, Arc<str>)>,
+    closed: bool,
+}
+
+impl Drop for Unclosed<'_, '_> {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        let journal = &self.group.state.inner.journal;
+        if std::thread::panicking() {
+            // As for calls: no delivery while unwinding; just stop counting them as running.
+            for _ in 0..=self.running.len() {
+                journal.abandon_call();
+            }
+            return;
+        }
+        let why = match self.group.state.interrupt_signal() {
+            Some(signal) => Stop::Interrupt(signal),
+            None => Stop::Dropped,
+        };
+        let mut running: Vec<_> = self.running.drain().map(|(_, task)| task).collect();
+        running.sort_by_key(|(index, _)| *index);
+        for (index, name) in running {
+            let task_ref = self.group.task_ref(index);
+            let _ = self.group.cancelled(&name, &task_ref, &why);
+        }
+        self.group.dropped(&why);
     }
 }
 
@@ -442,7 +483,8 @@ enum Stop {
     FailFast(usize),
     Timeout(Duration),
     Interrupt(InterruptSignal),
-    /// Only for a task aborted while nothing asked the group to stop (not expected).
+    /// The group's future was dropped (its caller stopped waiting), or a task was aborted
+    /// while nothing asked the group to stop (not expected).
     Dropped,
 }
 
@@ -452,7 +494,7 @@ impl Stop {
             Self::FailFast(index) => format!("fail-fast after task {index} failed"),
             Self::Timeout(limit) => format!("group timed out after {}", Human(*limit)),
             Self::Interrupt(signal) => format!("interrupted: {signal}"),
-            Self::Dropped => "aborted".to_owned(),
+            Self::Dropped => "the group was dropped before it finished".to_owned(),
         }
     }
 }
@@ -561,6 +603,17 @@ impl Records<'_> {
             event.interrupt = Some(Box::new(signal.clone()));
         }
         event.result = serde_json::to_value(record).ok();
+        event.is_final = true;
+        self.state.record_final(event);
+    }
+
+    /// The group's final record when its future was dropped before the end.
+    fn dropped(&self, why: &Stop) {
+        let mut event = self.group_event(EventStatus::Interrupted);
+        event.detail = Some(Arc::from(format!("Cancelled: {}", why.describe())));
+        if let Stop::Interrupt(signal) = why {
+            event.interrupt = Some(Box::new(signal.clone()));
+        }
         event.is_final = true;
         self.state.record_final(event);
     }
