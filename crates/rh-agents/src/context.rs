@@ -11,7 +11,7 @@ use crate::call::Call;
 use crate::error::Error;
 use crate::event::{GroupRef, Severity};
 use crate::interrupt::InterruptSignal;
-use crate::state::ExecutionState;
+use crate::state::{ExecutionState, LogSite};
 use crate::storage::Storage;
 
 /// What a handler knows about its call: where it is, which attempt, the state, and the
@@ -108,16 +108,19 @@ impl Ctx {
         Error::interrupted(signal).at(&self.actor, self.kind, &self.node.address)
     }
 
+    fn log_site(&self) -> LogSite<'_> {
+        LogSite {
+            address: &self.node.address,
+            actor: &self.actor,
+            kind: self.kind,
+            group: self.group.as_deref(),
+        }
+    }
+
     /// Publishes a log record under this call's address.
     pub fn log(&self, level: Severity, message: impl Into<String>) {
-        self.state.log_at(
-            &self.node.address,
-            &self.actor,
-            self.kind,
-            level,
-            message.into(),
-            None,
-        );
+        self.state
+            .log_at(self.log_site(), level, message.into(), None);
     }
 
     /// Publishes a log record with metadata under this call's address.
@@ -127,13 +130,7 @@ impl Ctx {
         message: impl Into<String>,
         metadata: Map<String, Value>,
     ) {
-        self.state.log_at(
-            &self.node.address,
-            &self.actor,
-            self.kind,
-            level,
-            message.into(),
-            Some(metadata),
-        );
+        self.state
+            .log_at(self.log_site(), level, message.into(), Some(metadata));
     }
 }

@@ -50,6 +50,10 @@ pub(crate) mod duration_ms {
     pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64(to_ms(*d))
     }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        from_ms(f64::deserialize(d)?)
+    }
 }
 
 pub(crate) mod option_duration_ms {

@@ -237,3 +237,56 @@ fn debug_names_the_writer() {
     assert!(text.contains("JsonLines"), "{text}");
     assert!(text.contains("flush_each: true"), "{text}");
 }
+
+/// Writes everything, except that its second write stops halfway and fails.
+struct HalfBroken {
+    out: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    writes: usize,
+}
+
+impl std::io::Write for HalfBroken {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writes += 1;
+        if self.writes == 2 {
+            self.out
+                .lock()
+                .unwrap()
+                .extend_from_slice(&buf[..buf.len() / 2]);
+            return Err(std::io::Error::other("disk full"));
+        }
+        self.out.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_write_costs_one_line_not_the_next_one_too() {
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = HalfBroken {
+        out: std::sync::Arc::clone(&out),
+        writes: 0,
+    };
+    let state = rh_agents::ExecutionState::builder()
+        .subscriber(rh_agents::observe::jsonl::JsonLines::new(writer))
+        .build();
+    let echo = rh_agents::Actor::tool("echo", |s: String, _ctx| async move {
+        Ok::<_, std::io::Error>(s)
+    });
+    state.call(&echo, "a".to_owned()).await.unwrap();
+    state.call(&echo, "b".to_owned()).await.unwrap();
+
+    assert_eq!(state.subscriber_failures(), 1);
+    let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Line 2 is cut short; every other record is a whole line that parses.
+    assert_eq!(lines.len(), 4);
+    let parsed = lines
+        .iter()
+        .filter(|l| serde_json::from_str::<rh_agents::Event>(l).is_ok())
+        .count();
+    assert_eq!(parsed, 3);
+}

@@ -849,3 +849,37 @@ async fn a_group_prints_its_size_its_tasks_by_index_and_its_tally() {
 "
     );
 }
+
+#[test]
+fn records_read_back_with_odd_values_render_without_panicking() {
+    let json = r#"{"id":1,"address":"t#0","actor":"t","kind":"tool","status":"started",
+        "timestamp":"2026-11-27T10:00:00.000000Z",
+        "retry":{"attempt":4294967295,"is_retry":true}}"#;
+    let event: rh_agents::Event = serde_json::from_str(json).unwrap();
+    let printer = plain().build(Vec::new());
+    assert_eq!(
+        printer.render(&event),
+        "▶ tool t started (attempt 4294967295)\n    ↻ Retry attempt 4294967295 (after 0µs)\n"
+    );
+    let summary = rh_agents::observe::summary::RunSummary::from_events(&[Arc::new(event)]);
+    assert_eq!(summary.calls, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ascii_mode_is_ascii_also_for_durations_and_cut_texts() {
+    let (state, out) = printed(
+        Printer::builder()
+            .color(ColorChoice::Never)
+            .ascii(true)
+            .detail(true)
+            .detail_limit(3),
+    );
+    let s = scripted("nap", vec![Step::Ok("slept")]);
+    state.call(&s.actor, ()).await.unwrap();
+    let text = out.text();
+    assert!(text.is_ascii(), "{text}");
+    assert_eq!(
+        text,
+        "> tool nap started\n+ tool nap completed (0us)\n    output: \"sl...\n"
+    );
+}

@@ -49,136 +49,331 @@ async fn run_group(
     group.run().await
 }
 
+/// A breaker behind an `Arc`, as `try_acquire` needs.
+fn breaker(threshold: u32) -> Arc<CircuitBreaker> {
+    Arc::new(CircuitBreaker::new(threshold, RESET))
+}
+
+/// Admits one piece of work and reports its failure.
+fn fail(breaker: &Arc<CircuitBreaker>) {
+    breaker.try_acquire().unwrap().failure();
+}
+
+/// Admits one piece of work and reports its success.
+fn succeed(breaker: &Arc<CircuitBreaker>) {
+    breaker.try_acquire().unwrap().success();
+}
+
+/// Opens `breaker` (threshold failures) and waits out the reset timeout: half-open, no trial yet.
+async fn half_open(breaker: &Arc<CircuitBreaker>) {
+    for _ in 0..breaker.threshold() {
+        fail(breaker);
+    }
+    assert_eq!(breaker.state(), Open);
+    tokio::time::advance(RESET).await;
+    assert_eq!(breaker.state(), HalfOpen);
+}
+
 // ---- the breaker alone ----
 
 #[tokio::test(start_paused = true)]
 async fn opens_after_threshold_consecutive_failures() {
-    let breaker = CircuitBreaker::new(3, RESET);
+    let breaker = breaker(3);
     assert_eq!(breaker.state(), Closed);
     assert_eq!(breaker.threshold(), 3);
     for _ in 0..2 {
-        assert!(breaker.try_acquire());
-        breaker.record(false);
+        let permit = breaker.try_acquire().unwrap();
+        assert!(!permit.is_trial(), "a closed circuit admits no trials");
+        permit.failure();
         assert_eq!(
             breaker.state(),
             Closed,
             "below the threshold it stays closed"
         );
     }
-    assert!(breaker.try_acquire());
-    breaker.record(false);
+    fail(&breaker);
     assert_eq!(breaker.state(), Open);
     assert!(
-        !breaker.try_acquire(),
+        breaker.try_acquire().is_none(),
         "an open circuit lets nothing through"
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_success_resets_the_failure_count() {
-    let breaker = CircuitBreaker::new(3, RESET);
-    breaker.record(false);
-    breaker.record(false);
-    breaker.record(true);
-    breaker.record(false);
-    breaker.record(false);
+    let breaker = breaker(3);
+    fail(&breaker);
+    fail(&breaker);
+    succeed(&breaker);
+    fail(&breaker);
+    fail(&breaker);
     assert_eq!(
         breaker.state(),
         Closed,
         "failures must be consecutive to open the circuit"
     );
-    breaker.record(false);
+    fail(&breaker);
+    assert_eq!(breaker.state(), Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_resets_the_count_even_when_reported_out_of_order() {
+    // Three pieces of work admitted together; the success lands between the failures.
+    let breaker = breaker(2);
+    let (a, b, c) = (
+        breaker.try_acquire().unwrap(),
+        breaker.try_acquire().unwrap(),
+        breaker.try_acquire().unwrap(),
+    );
+    a.failure();
+    b.success();
+    c.failure();
+    assert_eq!(breaker.state(), Closed, "the failures were not consecutive");
+    fail(&breaker);
     assert_eq!(breaker.state(), Open);
 }
 
 #[tokio::test(start_paused = true)]
 async fn threshold_zero_means_one() {
-    let breaker = CircuitBreaker::new(0, RESET);
+    let breaker = breaker(0);
     assert_eq!(breaker.threshold(), 1);
-    assert!(breaker.try_acquire());
-    breaker.record(false);
+    fail(&breaker);
     assert_eq!(breaker.state(), Open);
 }
 
 #[tokio::test(start_paused = true)]
 async fn stays_open_until_the_reset_timeout_then_half_opens_for_one_trial() {
-    let breaker = CircuitBreaker::new(1, RESET);
-    breaker.record(false);
+    let breaker = breaker(1);
+    fail(&breaker);
     assert_eq!(breaker.state(), Open);
 
-    tokio::time::sleep(RESET - Duration::from_millis(1)).await;
+    tokio::time::advance(RESET - Duration::from_millis(1)).await;
     assert_eq!(
         breaker.state(),
         Open,
         "still open just before the reset timeout"
     );
-    assert!(!breaker.try_acquire());
+    assert!(breaker.try_acquire().is_none());
 
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(breaker.state(), HalfOpen);
+    let trial = breaker
+        .try_acquire()
+        .expect("the first request after the timeout is the trial");
+    assert!(trial.is_trial());
     assert_eq!(breaker.state(), HalfOpen);
     assert!(
-        breaker.try_acquire(),
-        "the first request after the timeout is the trial"
+        breaker.try_acquire().is_none(),
+        "only one trial while it runs"
+    );
+    tokio::time::advance(RESET * 10).await;
+    assert!(
+        breaker.try_acquire().is_none(),
+        "however long the trial takes"
     );
     assert_eq!(breaker.state(), HalfOpen);
-    assert!(!breaker.try_acquire(), "only one trial while it runs");
-    assert!(!breaker.try_acquire());
 
-    breaker.record(true);
+    trial.success();
     assert_eq!(
         breaker.state(),
         Closed,
         "a successful trial closes the circuit"
     );
-    assert!(breaker.try_acquire());
-    assert!(breaker.try_acquire());
+    let (a, b) = (
+        breaker.try_acquire().unwrap(),
+        breaker.try_acquire().unwrap(),
+    );
+    assert!(!a.is_trial() && !b.is_trial());
+    drop((a, b));
+    fail(&breaker);
+    assert_eq!(
+        breaker.state(),
+        Open,
+        "a closed circuit opens again after a fresh run of failures"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_failed_trial_reopens_for_another_full_timeout() {
-    let breaker = CircuitBreaker::new(2, RESET);
-    breaker.record(false);
-    breaker.record(false);
-    tokio::time::sleep(RESET).await;
-    assert!(breaker.try_acquire());
-    tokio::time::sleep(Duration::from_secs(5)).await; // the trial takes 5 s
-    breaker.record(false);
+    let breaker = breaker(2);
+    half_open(&breaker).await;
+    let trial = breaker.try_acquire().unwrap();
+    assert!(trial.is_trial());
+    tokio::time::advance(Duration::from_secs(5)).await; // the trial takes 5 s
+    trial.failure();
     assert_eq!(
         breaker.state(),
         Open,
         "one failed trial reopens the circuit"
     );
-    assert!(!breaker.try_acquire());
+    assert!(breaker.try_acquire().is_none());
 
     // The new timeout counts from the failed trial, not from the first opening.
-    tokio::time::sleep(RESET - Duration::from_millis(1)).await;
+    tokio::time::advance(RESET - Duration::from_millis(1)).await;
     assert_eq!(breaker.state(), Open);
-    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(breaker.try_acquire().is_none());
+    tokio::time::advance(Duration::from_millis(1)).await;
     assert_eq!(breaker.state(), HalfOpen);
-    assert!(breaker.try_acquire());
+    let trial = breaker.try_acquire().unwrap();
+    assert!(trial.is_trial(), "a new trial after the new timeout");
+    trial.success();
+    assert_eq!(breaker.state(), Closed);
 }
 
+/// New: work admitted while the circuit was closed finishes after it opened; its success says
+/// nothing about the service now and must not close the circuit early.
 #[tokio::test(start_paused = true)]
-async fn releasing_an_unrun_trial_frees_the_slot() {
-    let breaker = CircuitBreaker::new(1, RESET);
-    breaker.record(false);
-    tokio::time::sleep(RESET).await;
-    assert!(breaker.try_acquire());
-    assert!(!breaker.try_acquire());
-    breaker.release();
+async fn a_late_success_from_before_the_opening_does_not_close_the_circuit() {
+    let breaker = breaker(2);
+    let early = breaker.try_acquire().unwrap();
+    let late_ok = breaker.try_acquire().unwrap();
+    let late_ok_2 = breaker.try_acquire().unwrap();
+    early.failure();
+    fail(&breaker);
+    assert_eq!(breaker.state(), Open);
+
+    tokio::time::advance(SEC).await;
+    late_ok.success();
+    assert_eq!(
+        breaker.state(),
+        Open,
+        "a success admitted before the opening does not close the circuit"
+    );
+    assert!(breaker.try_acquire().is_none());
+
+    // Nor after the reset timeout, before the trial: only the trial decides.
+    tokio::time::advance(RESET).await;
+    late_ok_2.success();
+    assert_eq!(breaker.state(), HalfOpen);
+    let trial = breaker.try_acquire().unwrap();
+    assert!(trial.is_trial(), "the trial slot is still free");
+    assert!(breaker.try_acquire().is_none());
+    trial.success();
+    assert_eq!(breaker.state(), Closed);
+}
+
+/// New: while the half-open trial runs, a late outcome from work admitted before the opening
+/// decides nothing; the trial does.
+#[tokio::test(start_paused = true)]
+async fn a_late_failure_does_not_reopen_a_half_open_circuit_while_the_trial_runs() {
+    let breaker = breaker(2);
+    let stale_fail = breaker.try_acquire().unwrap();
+    let stale_ok = breaker.try_acquire().unwrap();
+    fail(&breaker);
+    fail(&breaker);
+    assert_eq!(breaker.state(), Open);
+    tokio::time::advance(RESET).await;
+
+    let trial = breaker.try_acquire().unwrap();
+    assert!(trial.is_trial());
+    stale_fail.failure();
     assert_eq!(
         breaker.state(),
         HalfOpen,
-        "a released trial decides nothing"
+        "a failure admitted before the opening does not reopen the circuit"
     );
-    assert!(breaker.try_acquire(), "the slot is free for another trial");
+    assert!(
+        breaker.try_acquire().is_none(),
+        "the trial still holds the slot"
+    );
+    stale_ok.success();
+    assert_eq!(
+        breaker.state(),
+        HalfOpen,
+        "nor does a late success close it while the trial runs"
+    );
+    assert!(breaker.try_acquire().is_none());
 
-    // Releasing a closed breaker changes nothing.
-    let closed = CircuitBreaker::new(2, RESET);
-    closed.record(false);
-    closed.release();
-    closed.record(false);
-    assert_eq!(closed.state(), Open);
+    trial.success();
+    assert_eq!(
+        breaker.state(),
+        Closed,
+        "the trial's success closes the circuit"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_failure_from_before_the_opening_does_not_count_after_recovery() {
+    let breaker = breaker(1);
+    let stale = breaker.try_acquire().unwrap();
+    half_open(&breaker).await; // one failure opens it; the stale permit is still out
+    breaker.try_acquire().unwrap().success();
+    assert_eq!(breaker.state(), Closed);
+
+    stale.failure();
+    assert_eq!(
+        breaker.state(),
+        Closed,
+        "a failure from before the opening says nothing about the recovered service"
+    );
+    fail(&breaker);
+    assert_eq!(breaker.state(), Open, "a fresh failure still counts");
+}
+
+/// New: a trial dropped without an outcome (its work was cancelled) decides nothing and gives
+/// the slot back.
+#[tokio::test(start_paused = true)]
+async fn dropping_an_unreported_trial_gives_the_slot_back() {
+    let breaker = breaker(1);
+    half_open(&breaker).await;
+    let trial = breaker.try_acquire().unwrap();
+    assert!(trial.is_trial());
+    assert!(breaker.try_acquire().is_none());
+    drop(trial);
+    assert_eq!(
+        breaker.state(),
+        HalfOpen,
+        "a cancelled trial decides nothing"
+    );
+    let trial = breaker
+        .try_acquire()
+        .expect("the slot is free for another trial");
+    assert!(trial.is_trial());
+    assert!(breaker.try_acquire().is_none(), "still one trial at a time");
+
+    // The next trial decides as usual.
+    trial.failure();
+    assert_eq!(breaker.state(), Open);
+}
+
+/// New: dropping a permit that is not the trial changes nothing: no failure counted, no
+/// count reset, no trial slot freed.
+#[tokio::test(start_paused = true)]
+async fn dropping_a_non_trial_permit_changes_nothing() {
+    // Closed: a cancelled piece of work neither fails nor succeeds.
+    let breaker = breaker(2);
+    for _ in 0..5 {
+        drop(breaker.try_acquire().unwrap());
+    }
+    assert_eq!(breaker.state(), Closed, "cancelled work is not a failure");
+    fail(&breaker);
+    drop(breaker.try_acquire().unwrap());
+    assert_eq!(breaker.state(), Closed);
+    fail(&breaker);
+    assert_eq!(
+        breaker.state(),
+        Open,
+        "cancelled work between two failures did not reset the count"
+    );
+
+    // Open, and half-open with the trial running: a stale permit dropped frees nothing.
+    let breaker = self::breaker(1);
+    let stale_open = breaker.try_acquire().unwrap();
+    let stale_half_open = breaker.try_acquire().unwrap();
+    fail(&breaker);
+    drop(stale_open);
+    assert_eq!(breaker.state(), Open);
+    assert!(breaker.try_acquire().is_none());
+    tokio::time::advance(RESET).await;
+    let trial = breaker.try_acquire().unwrap();
+    drop(stale_half_open);
+    assert_eq!(breaker.state(), HalfOpen);
+    assert!(
+        breaker.try_acquire().is_none(),
+        "a stale permit does not free the trial slot"
+    );
+    trial.success();
+    assert_eq!(breaker.state(), Closed);
 }
 
 // ---- the breaker in groups ----
@@ -231,8 +426,8 @@ async fn open_circuit_fails_remaining_tasks_at_once_without_running_them() {
         assert_eq!(failed.kind, ActorKind::Task);
         let message = failed.message.as_deref().unwrap();
         assert!(message.contains("circuit breaker is open"), "{message}");
-        assert!(record.errors[i].1.contains("circuit breaker is open"));
-        assert_eq!(record.errors[i].0, i);
+        assert!(record.errors[i].error.contains("circuit breaker is open"));
+        assert_eq!(record.errors[i].index, i);
     }
 }
 
@@ -240,7 +435,7 @@ async fn open_circuit_fails_remaining_tasks_at_once_without_running_them() {
 async fn open_circuit_counts_as_a_failure_for_fail_fast() {
     let state = ExecutionState::new();
     let breaker = Arc::new(CircuitBreaker::new(1, RESET));
-    breaker.record(false);
+    breaker.try_acquire().unwrap().failure();
     let calls = Arc::new(AtomicUsize::new(0));
     let mut group = state
         .group::<()>("group")
@@ -327,7 +522,7 @@ async fn half_open_trial_success_lets_later_tasks_run() {
 async fn half_open_admits_one_trial_even_with_free_workers() {
     let state = ExecutionState::new();
     let breaker = Arc::new(CircuitBreaker::new(1, RESET));
-    breaker.record(false);
+    breaker.try_acquire().unwrap().failure();
     tokio::time::sleep(RESET).await;
 
     let calls = Arc::new(AtomicUsize::new(0));
@@ -353,7 +548,7 @@ async fn half_open_admits_one_trial_even_with_free_workers() {
 async fn half_open_trial_failure_reopens_and_refuses_the_rest() {
     let state = ExecutionState::new();
     let breaker = Arc::new(CircuitBreaker::new(1, RESET));
-    breaker.record(false);
+    breaker.try_acquire().unwrap().failure();
     tokio::time::sleep(RESET).await;
 
     let calls = Arc::new(AtomicUsize::new(0));
@@ -381,7 +576,7 @@ async fn half_open_trial_failure_reopens_and_refuses_the_rest() {
 async fn a_cancelled_trial_does_not_decide_the_circuit() {
     let state = ExecutionState::new();
     let breaker = Arc::new(CircuitBreaker::new(1, RESET));
-    breaker.record(false);
+    breaker.try_acquire().unwrap().failure();
     tokio::time::sleep(RESET).await;
 
     // The trial is stopped by the group timeout before it finishes.
@@ -397,7 +592,10 @@ async fn a_cancelled_trial_does_not_decide_the_circuit() {
     assert_eq!(outcome.record.status, GroupStatus::Cancelled);
 
     assert_eq!(breaker.state(), HalfOpen);
-    assert!(breaker.try_acquire(), "the trial slot was given back");
+    assert!(
+        breaker.try_acquire().is_some(),
+        "the trial slot was given back"
+    );
 }
 
 /// The diagram in `breaker.rs`: an open circuit leaves only through the reset timeout and a
@@ -405,7 +603,7 @@ async fn a_cancelled_trial_does_not_decide_the_circuit() {
 /// finish after it opened; its success must not close the circuit early (the service just
 /// failed `threshold` times in a row, and nothing has waited out the reset timeout).
 #[tokio::test(start_paused = true)]
-async fn a_late_success_from_before_the_opening_does_not_close_the_circuit() {
+async fn a_late_success_in_a_group_from_before_the_opening_does_not_close_the_circuit() {
     let state = ExecutionState::new();
     let breaker = Arc::new(CircuitBreaker::new(2, RESET));
     let mut group = state
@@ -431,5 +629,45 @@ async fn a_late_success_from_before_the_opening_does_not_close_the_circuit() {
         Open,
         "29 s before the reset timeout, the circuit must still be open"
     );
-    assert!(!breaker.try_acquire());
+    assert!(breaker.try_acquire().is_none());
+}
+
+/// New: a group holding the half-open trial is dropped (its caller gave up on it). The trial's
+/// work is cancelled, so its slot must come back: otherwise no trial could ever run again and
+/// the circuit would stay half-open, refusing everything, forever.
+#[tokio::test(start_paused = true)]
+async fn a_dropped_group_holding_the_trial_leaves_the_breaker_usable() {
+    let state = ExecutionState::new();
+    let breaker = breaker(1);
+    half_open(&breaker).await;
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut group = state
+        .group::<()>("group")
+        .circuit_breaker(Arc::clone(&breaker));
+    {
+        let calls = Arc::clone(&calls);
+        group.add(move |_ctx: Ctx| async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<_, io::Error>(())
+        });
+    }
+    let result = tokio::time::timeout(SEC, group.run()).await;
+    assert!(result.is_err(), "the caller's timeout dropped the group");
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the trial had started");
+
+    assert_eq!(breaker.state(), HalfOpen, "a dropped trial decides nothing");
+    let trial = breaker
+        .try_acquire()
+        .expect("the dropped group gave the trial slot back");
+    assert!(trial.is_trial());
+    drop(trial);
+
+    // And a later group runs the next trial, which closes the circuit.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let outcome = run_group(&state, &breaker, 3, 1, false, &calls).await;
+    assert_eq!(outcome.record.status, GroupStatus::Completed);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(breaker.state(), Closed);
 }

@@ -190,15 +190,15 @@ async fn fail_slow_runs_everything_and_collects_every_error() {
         (4, 2, 0)
     );
     assert!((record.success_rate - 4.0 / 6.0).abs() < 1e-9);
-    let indices: Vec<usize> = record.errors.iter().map(|(i, _)| *i).collect();
+    let indices: Vec<usize> = record.errors.iter().map(|e| e.index).collect();
     assert_eq!(indices, [1, 4]);
     assert!(
-        record.errors[0].1.contains("task 1 broke"),
+        record.errors[0].error.contains("task 1 broke"),
         "{:?}",
         record.errors
     );
     assert!(
-        record.errors[1].1.contains("task 4 broke"),
+        record.errors[1].error.contains("task 4 broke"),
         "{:?}",
         record.errors
     );
@@ -310,7 +310,7 @@ async fn record_errors_list_every_cancelled_task_including_never_started_ones() 
 
     // Task 0 failed, task 1 was stopped while running, tasks 2..4 never started.
     assert_eq!((record.failed, record.cancelled), (1, 4));
-    let indices: Vec<usize> = record.errors.iter().map(|(i, _)| *i).collect();
+    let indices: Vec<usize> = record.errors.iter().map(|e| e.index).collect();
     assert_eq!(
         indices,
         [0, 1, 2, 3, 4],
@@ -433,7 +433,8 @@ async fn interrupt_stops_every_task_in_the_same_instant() {
         );
     }
     for i in 3..5 {
-        assert!(outcome.results[i].as_ref().unwrap_err().is_cancelled());
+        // Never started, stopped by the interrupt: the one interrupt error, as everywhere.
+        assert!(outcome.results[i].as_ref().unwrap_err().is_interrupted());
         assert!(statuses(&state, &format!("group#0/task#{i}")).is_empty());
     }
     assert_eq!(group_records(&state, "group#0"), [Started, Interrupted]);
@@ -466,7 +467,7 @@ async fn interrupt_before_run_starts_no_task() {
     assert!(outcome
         .results
         .iter()
-        .all(|r| r.as_ref().unwrap_err().is_cancelled()));
+        .all(|r| r.as_ref().unwrap_err().is_interrupted()));
     assert_eq!(group_records(&state, "group#0"), [Started, Interrupted]);
 }
 

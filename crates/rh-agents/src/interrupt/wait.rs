@@ -89,6 +89,15 @@ impl Interrupts {
         self.has_checkers.store(true, Ordering::Release);
     }
 
+    /// The interval between checker polls while waiting: at least a millisecond (no busy
+    /// loop), at most a year (the clock must be able to add it).
+    pub(crate) fn poll_period(&self) -> Duration {
+        self.check_interval.clamp(
+            Duration::from_millis(1),
+            Duration::from_secs(60 * 60 * 24 * 365),
+        )
+    }
+
     pub(crate) fn has_checkers(&self) -> bool {
         self.has_checkers.load(Ordering::Acquire)
     }
@@ -157,7 +166,7 @@ impl ExecutionState {
     /// The poll made while something waits: every waiter ticks, but one poll per interval is
     /// enough for all of them (the interrupt it raises wakes every waiter), so nested and
     /// parallel waits do not multiply the load on the checkers.
-    async fn poll_checkers_shared(&self) -> Option<InterruptSignal> {
+    pub(crate) async fn poll_checkers_shared(&self) -> Option<InterruptSignal> {
         let interrupts = &self.inner.interrupts;
         let now = tokio::time::Instant::now();
         {
@@ -233,12 +242,7 @@ impl ExecutionState {
     ) -> Result<F::Output, InterruptSignal> {
         let interrupts = &self.inner.interrupts;
         tokio::pin!(fut);
-        // At least a millisecond (no busy loop), at most a year (the clock must be able to add
-        // it: a larger interval means "practically never" anyway).
-        let period = interrupts.check_interval.clamp(
-            Duration::from_millis(1),
-            Duration::from_secs(60 * 60 * 24 * 365),
-        );
+        let period = interrupts.poll_period();
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -75,6 +75,8 @@ struct Inner<W> {
     /// Reused for every line, so writing an event allocates only when a line is longer than
     /// any before it.
     line: Vec<u8>,
+    /// Whether the last write failed (and may have left a partial line).
+    broken: bool,
 }
 
 impl JsonLines<io::Stdout> {
@@ -91,6 +93,7 @@ impl<W: io::Write + Send> JsonLines<W> {
             inner: Mutex::new(Inner {
                 writer,
                 line: Vec::new(),
+                broken: false,
             }),
             flush_each: true,
         }
@@ -128,14 +131,24 @@ impl<W: io::Write + Send> JsonLines<W> {
     /// Writes one event as one line.
     fn write(&self, event: &Event) -> Result<(), BoxError> {
         let mut inner = self.inner.lock();
-        let Inner { writer, line } = &mut *inner;
+        let Inner {
+            writer,
+            line,
+            broken,
+        } = &mut *inner;
         line.clear();
+        // After a failed write the last line may be cut short: start on a fresh line, so one
+        // failure costs one record, not the next one too.
+        if *broken {
+            line.push(b'\n');
+        }
         serde_json::to_writer(&mut *line, event)?;
         line.push(b'\n');
         let written = writer.write_all(line);
         if line.capacity() > KEEP_BUFFER {
             *line = Vec::new();
         }
+        *broken = written.is_err();
         written?;
         if self.flush_each {
             writer.flush()?;

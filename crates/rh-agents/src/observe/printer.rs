@@ -198,6 +198,10 @@ impl<W: Write + Send + 'static> Printer<W> {
     pub fn render(&self, event: &Event) -> String {
         let mut text = String::new();
         self.render_into(&mut text, event);
+        if self.style.ascii {
+            // Durations ("µs") and cut texts ("…") come from shared formatting: make them ASCII.
+            return ascii_only(&text);
+        }
         text
     }
 
@@ -208,6 +212,11 @@ impl<W: Write + Send + 'static> Printer<W> {
     /// When the writer fails.
     pub fn print_summary(&self, summary: &RunSummary) -> io::Result<()> {
         let text = summary.render(self.style.ascii, self.options.durations);
+        let text = if self.style.ascii {
+            ascii_only(&text)
+        } else {
+            text
+        };
         let mut out = self.out.lock();
         out.write_all(text.as_bytes())?;
         out.flush()
@@ -264,12 +273,12 @@ impl<W: Write + Send + 'static> Printer<W> {
         }
         let _ = write!(text, " {}", style.paint(color, event.status.as_str()));
         if event.status == EventStatus::Started && event.retry.is_retry {
-            let _ = write!(
-                text,
-                " (attempt {}/{})",
-                event.retry.attempt + 1,
-                event.retry.max_attempts
-            );
+            // Records read back from elsewhere may lack the maximum (0): then no "/N".
+            let _ = write!(text, " (attempt {}", event.retry.attempt.saturating_add(1));
+            if event.retry.max_attempts > 0 {
+                let _ = write!(text, "/{}", event.retry.max_attempts);
+            }
+            text.push(')');
         }
         // A retry says when the next attempt comes; a group says its size, then its tally.
         let inline_message =
@@ -282,7 +291,7 @@ impl<W: Write + Send + 'static> Printer<W> {
         // One parenthesis for what is known about the step: attempt, outcome, duration.
         let mut notes: Vec<String> = Vec::new();
         if event.status == EventStatus::Failed && event.retry.max_attempts > 1 {
-            let attempt = event.retry.attempt + 1;
+            let attempt = event.retry.attempt.saturating_add(1);
             let mut note = format!("attempt {attempt}/{}", event.retry.max_attempts);
             if event.is_final {
                 note.push_str(if attempt >= event.retry.max_attempts {
@@ -323,7 +332,7 @@ impl<W: Write + Send + 'static> Printer<W> {
                         &format!(
                             "{} Retry attempt {} (after {})",
                             style.retry_mark(),
-                            event.retry.attempt + 1,
+                            event.retry.attempt.saturating_add(1),
                             after.as_deref().unwrap_or("0µs")
                         ),
                     );
@@ -410,6 +419,21 @@ impl<W: Write + Send + 'static> Subscriber for Printer<W> {
         out.flush()?;
         Ok(())
     }
+}
+
+/// `text` with the two non-ASCII characters shared formatting uses replaced, and any other
+/// non-ASCII character (from a name or a message) as `?`.
+pub(crate) fn ascii_only(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            'µ' => out.push('u'),
+            '…' => out.push_str("..."),
+            c if c.is_ascii() => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out
 }
 
 fn push_indent(text: &mut String, levels: usize) {

@@ -41,9 +41,18 @@ impl Counts {
 
     /// Updates the counts with one record; `true` if a call started or ended.
     fn apply(&mut self, event: &Event) -> bool {
-        if event.kind == ActorKind::System {
+        // Calls of actors only: groups and tasks are followed on their own (see `Inner`).
+        if matches!(
+            event.kind,
+            ActorKind::System | ActorKind::Group | ActorKind::Task
+        ) {
             return false;
         }
+        self.apply_step(event)
+    }
+
+    /// Updates the counts with one record of a call (or task) that starts or ends.
+    fn apply_step(&mut self, event: &Event) -> bool {
         match event.status {
             EventStatus::Started if !event.retry.is_retry => self.started += 1,
             // A FAILED followed by a retry is not the end of the call: only final records count.
@@ -149,7 +158,7 @@ impl<W> Inner<W> {
             ActorKind::Task => {
                 let id = &event.group.as_ref()?.id;
                 let group = self.groups.iter_mut().find(|g| g.id == **id)?;
-                group.tasks.apply(event).then(|| group.line(elapsed))
+                group.tasks.apply_step(event).then(|| group.line(elapsed))
             }
             _ => None,
         }

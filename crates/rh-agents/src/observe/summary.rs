@@ -116,7 +116,7 @@ impl RunSummary {
             let exhausted = last.status == EventStatus::Failed
                 && last.is_final
                 && last.retry.max_attempts > 1
-                && last.retry.attempt + 1 >= last.retry.max_attempts;
+                && last.retry.attempt.saturating_add(1) >= last.retry.max_attempts;
             if exhausted {
                 summary.retries.failed_after_retries += 1;
             }

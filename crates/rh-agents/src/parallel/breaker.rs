@@ -5,7 +5,13 @@
 //!                                     ▲                          │
 //!                                     └──────trial fails─────────┘
 //! ```
+//!
+//! Invariant: every outcome is tied to the [`Permit`] that admitted the work. Each time the
+//! circuit opens or closes from half-open, a new generation starts, and outcomes of permits
+//! from an older generation are ignored: work admitted before the circuit opened cannot close
+//! it again, and only the half-open trial decides the half-open state.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -23,28 +29,35 @@ pub enum CircuitState {
 }
 
 #[derive(Debug)]
-enum Inner {
+enum Phase {
     Closed { failures: u32 },
     Open { until: Instant },
     HalfOpen { trial_running: bool },
 }
 
+#[derive(Debug)]
+struct Inner {
+    generation: u64,
+    phase: Phase,
+}
+
 /// Stops sending work to something that keeps failing: after `threshold` consecutive
 /// failures the circuit opens and work fails at once; after `reset_timeout` it half-opens and
-/// lets one trial through. Share one (in an `Arc`) between groups to protect one service.
+/// lets one trial through. Share one (it is used through an `Arc`) between groups to protect
+/// one service.
 ///
 /// # Examples
 ///
 /// ```
+/// use std::sync::Arc;
 /// use std::time::Duration;
 /// use rh_agents::parallel::{CircuitBreaker, CircuitState};
 ///
-/// let breaker = CircuitBreaker::new(2, Duration::from_secs(30));
-/// assert!(breaker.try_acquire());
-/// breaker.record(false);
-/// breaker.record(false);
+/// let breaker = Arc::new(CircuitBreaker::new(2, Duration::from_secs(30)));
+/// breaker.try_acquire().unwrap().failure();
+/// breaker.try_acquire().unwrap().failure();
 /// assert_eq!(breaker.state(), CircuitState::Open);
-/// assert!(!breaker.try_acquire());
+/// assert!(breaker.try_acquire().is_none());
 /// ```
 #[derive(Debug)]
 pub struct CircuitBreaker {
@@ -60,17 +73,20 @@ impl CircuitBreaker {
         Self {
             threshold: threshold.max(1),
             reset_timeout,
-            inner: Mutex::new(Inner::Closed { failures: 0 }),
+            inner: Mutex::new(Inner {
+                generation: 0,
+                phase: Phase::Closed { failures: 0 },
+            }),
         }
     }
 
     /// The state now (an open circuit whose timeout has passed reads as half-open).
     pub fn state(&self) -> CircuitState {
-        match &*self.inner.lock() {
-            Inner::Closed { .. } => CircuitState::Closed,
-            Inner::Open { until } if Instant::now() >= *until => CircuitState::HalfOpen,
-            Inner::Open { .. } => CircuitState::Open,
-            Inner::HalfOpen { .. } => CircuitState::HalfOpen,
+        match &self.inner.lock().phase {
+            Phase::Closed { .. } => CircuitState::Closed,
+            Phase::Open { until } if Instant::now() >= *until => CircuitState::HalfOpen,
+            Phase::Open { .. } => CircuitState::Open,
+            Phase::HalfOpen { .. } => CircuitState::HalfOpen,
         }
     }
 
@@ -79,68 +95,113 @@ impl CircuitBreaker {
         self.threshold
     }
 
-    /// Asks to run one piece of work: `true` if it may go (closed, or the half-open trial).
-    pub fn try_acquire(&self) -> bool {
+    /// Asks to run one piece of work: a permit if it may go (the circuit is closed, or this is
+    /// the half-open trial). Report its outcome through the permit; a permit dropped without
+    /// an outcome (the work was cancelled) gives its trial slot back.
+    pub fn try_acquire(self: &Arc<Self>) -> Option<Permit> {
         let mut inner = self.inner.lock();
-        match &*inner {
-            Inner::Closed { .. } => true,
-            Inner::Open { until } => {
-                if Instant::now() >= *until {
-                    *inner = Inner::HalfOpen {
-                        trial_running: true,
-                    };
-                    true
-                } else {
-                    false
-                }
+        let trial = match inner.phase {
+            Phase::Closed { .. } => false,
+            Phase::Open { until } if Instant::now() >= until => {
+                inner.phase = Phase::HalfOpen {
+                    trial_running: true,
+                };
+                true
             }
-            Inner::HalfOpen { trial_running } => {
-                if *trial_running {
-                    false
-                } else {
-                    *inner = Inner::HalfOpen {
-                        trial_running: true,
-                    };
-                    true
-                }
+            Phase::Open { .. }
+            | Phase::HalfOpen {
+                trial_running: true,
+            } => return None,
+            Phase::HalfOpen {
+                trial_running: false,
+            } => {
+                inner.phase = Phase::HalfOpen {
+                    trial_running: true,
+                };
+                true
             }
-        }
+        };
+        Some(Permit {
+            breaker: Arc::clone(self),
+            generation: inner.generation,
+            trial,
+            settled: false,
+        })
     }
 
-    /// Reports how acquired work ended. A success closes a closed or half-open circuit (in
-    /// half-open, work admitted before the circuit opened cannot be told from the trial, so its
-    /// success closes the circuit too); it does not close an open one.
-    pub fn record(&self, success: bool) {
+    fn settle(&self, permit: &Permit, outcome: Option<bool>) {
         let mut inner = self.inner.lock();
-        let open = Inner::Open {
-            until: Instant::now() + self.reset_timeout,
+        if permit.generation != inner.generation {
+            return; // Admitted before the circuit last changed: says nothing about it now.
+        }
+        let reopen = |inner: &mut Inner| {
+            inner.generation += 1;
+            inner.phase = Phase::Open {
+                until: Instant::now() + self.reset_timeout,
+            };
         };
-        *inner = match (&*inner, success) {
-            // A success from work admitted before the circuit opened says nothing about the
-            // service now: an open circuit waits for its reset timeout and a trial.
-            (Inner::Open { until }, true) => Inner::Open { until: *until },
-            (_, true) => Inner::Closed { failures: 0 },
-            (Inner::Closed { failures }, false) => {
+        match (&inner.phase, permit.trial, outcome) {
+            (Phase::Closed { .. }, false, Some(true)) => {
+                inner.phase = Phase::Closed { failures: 0 };
+            }
+            (Phase::Closed { failures }, false, Some(false)) => {
                 let failures = failures + 1;
                 if failures >= self.threshold {
-                    open
+                    reopen(&mut inner);
                 } else {
-                    Inner::Closed { failures }
+                    inner.phase = Phase::Closed { failures };
                 }
             }
-            (Inner::HalfOpen { .. }, false) => open,
-            (Inner::Open { until }, false) => Inner::Open { until: *until },
-        };
+            (Phase::HalfOpen { .. }, true, Some(true)) => {
+                inner.generation += 1;
+                inner.phase = Phase::Closed { failures: 0 };
+            }
+            (Phase::HalfOpen { .. }, true, Some(false)) => reopen(&mut inner),
+            (Phase::HalfOpen { .. }, true, None) => {
+                inner.phase = Phase::HalfOpen {
+                    trial_running: false,
+                };
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Leave to run one piece of work under a [`CircuitBreaker`]. Report how the work ended with
+/// [`success`](Self::success) or [`failure`](Self::failure); dropping it unreported means the
+/// work was cancelled (a half-open trial slot is given back).
+#[derive(Debug)]
+#[must_use = "report the outcome with `.success()` or `.failure()`"]
+pub struct Permit {
+    breaker: Arc<CircuitBreaker>,
+    generation: u64,
+    trial: bool,
+    settled: bool,
+}
+
+impl Permit {
+    /// Whether this permit is the half-open trial.
+    pub fn is_trial(&self) -> bool {
+        self.trial
     }
 
-    /// Gives back an acquisition whose work never ran (it was cancelled): a half-open trial
-    /// slot becomes free again; nothing else changes.
-    pub fn release(&self) {
-        let mut inner = self.inner.lock();
-        if let Inner::HalfOpen { .. } = &*inner {
-            *inner = Inner::HalfOpen {
-                trial_running: false,
-            };
+    /// The work succeeded.
+    pub fn success(mut self) {
+        self.settled = true;
+        self.breaker.settle(&self, Some(true));
+    }
+
+    /// The work failed.
+    pub fn failure(mut self) {
+        self.settled = true;
+        self.breaker.settle(&self, Some(false));
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.breaker.settle(self, None);
         }
     }
 }

@@ -20,8 +20,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_stream::Stream;
 
-use super::breaker::CircuitBreaker;
-use super::record::{GroupOutcome, GroupRecord, GroupStatus};
+use super::breaker::{CircuitBreaker, Permit};
+use super::record::{GroupOutcome, GroupRecord, GroupStatus, TaskError};
 use crate::actor::ActorKind;
 use crate::address::{Address, Node};
 use crate::context::Ctx;
@@ -52,7 +52,17 @@ type TaskFn<T> = Box<dyn FnOnce(Ctx) -> BoxFuture<'static, Result<T, BoxError>> 
 ///
 /// Each task is a closure that gets its own [`Ctx`] (address `group#n/task#i`) and returns a
 /// future; every actor call it makes is an ordinary event, tagged with the group and the
-/// task's index.
+/// task's index. Tasks not yet started are only kept as closures; at most `max_workers` are
+/// spawned at a time.
+///
+/// # Cancellation
+///
+/// Fail-fast, the group timeout and an interrupt (local, or from an external checker, polled
+/// while the group waits) abort every running task at once and start no more: a call inside an
+/// aborted task records INTERRUPTED, and the state's grace period does not apply inside groups,
+/// so that the stop takes effect in the same tick. Work that finished before is kept. The group
+/// waits until its aborted tasks are gone before it returns; the tasks of a group nested
+/// inside an aborted task are aborted with it, but not awaited.
 ///
 /// # Examples
 ///
@@ -250,7 +260,8 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
         })?;
         let (tx, rx) = mpsc::unbounded_channel();
         let driver = handle.spawn(self.drive(move |index, result| {
-            // A receiver that went away wants no more results; the tasks still finish.
+            // The receiver is gone only when the stream was dropped, which also stops the
+            // group: nothing to deliver to.
             let _ = tx.send((index, result));
         }));
         Ok(GroupStream { rx, driver })
@@ -279,137 +290,183 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
         };
         group.begin(total, max_workers, strategy);
         let started = Instant::now();
+        // One deadline, checked before anything starts: a limit already spent (zero) starts
+        // nothing, in virtual and in real time alike. Too large to add means no limit.
+        let deadline = timeout.and_then(|limit| started.checked_add(limit).map(|at| (limit, at)));
 
         let mut tally = Tally::default();
         let mut pending = tasks.into_iter().enumerate();
-        let mut running: JoinSet<(usize, Result<T, BoxError>)> = JoinSet::new();
-        // Closes the records of the group and its running tasks if this future is dropped
-        // before the end (the JoinSet, dropped with it, aborts the tasks themselves).
+        // The running tasks and their bookkeeping; if this future is dropped before the end,
+        // dropping it aborts the tasks first, then closes their records and the group's.
         let mut open = Unclosed {
             group: &group,
+            tasks: JoinSet::new(),
             running: HashMap::new(),
             closed: false,
         };
         let mut stop: Option<Stop> = None;
-        let mut timer = timeout.map(|limit| (limit, Box::pin(tokio::time::sleep(limit))));
+        let interrupts = &state.inner.interrupts;
+        let period = interrupts.poll_period();
+        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
             if stop.is_none() {
                 if let Some(signal) = state.interrupt_signal() {
                     stop = Some(Stop::Interrupt(signal));
-                    running.abort_all();
+                } else if let Some((limit, at)) = deadline {
+                    if Instant::now() >= at {
+                        stop = Some(Stop::Timeout(limit));
+                    }
+                }
+                if stop.is_some() {
+                    open.tasks.abort_all();
                 }
             }
-            while stop.is_none() && running.len() < max_workers {
+            while stop.is_none() && open.tasks.len() < max_workers {
                 let Some((index, (task_name, task))) = pending.next() else {
                     break;
                 };
                 let task_ref = group.task_ref(index);
-                if let Some(breaker) = &breaker {
-                    if !breaker.try_acquire() {
-                        let error = group.circuit_open(&task_name, &task_ref, breaker);
-                        tally.fail(index, &error);
-                        emit(index, Err(error));
-                        if strategy == ErrorStrategy::FailFast {
-                            stop = Some(Stop::FailFast(index));
-                            running.abort_all();
+                let task_address = group.task_address(&task_name, index);
+                let permit = match &breaker {
+                    None => None,
+                    Some(breaker) => match breaker.try_acquire() {
+                        Some(permit) => Some(permit),
+                        None => {
+                            let error =
+                                group.circuit_open(&task_name, &task_ref, &task_address, breaker);
+                            tally.fail(index, &error);
+                            emit(index, Err(error));
+                            if strategy == ErrorStrategy::FailFast {
+                                stop = Some(Stop::FailFast(index));
+                                open.tasks.abort_all();
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                }
-                group.task(&task_name, &task_ref, EventStatus::Started, false, |_| {});
+                    },
+                };
+                group.task_started(&task_name, &task_ref, &task_address);
                 let ctx = Ctx {
                     state: state.clone(),
-                    node: Arc::new(Node::new(group.task_address(&task_name, index))),
+                    node: Arc::new(Node::new(task_address.clone())),
                     actor: Arc::clone(&task_name),
                     kind: ActorKind::Task,
                     attempt: 0,
-                    group: Some(task_ref),
+                    group: Some(Arc::clone(&task_ref)),
                 };
-                let handle = running.spawn(async move {
-                    let outcome = match catch(|| task(ctx)) {
+                let handle = open.tasks.spawn(async move {
+                    match catch(|| task(ctx)) {
                         Ok(fut) => CatchUnwind(fut)
                             .await
                             .map_err(BoxError::from)
                             .and_then(|r| r),
                         Err(panic) => Err(BoxError::from(panic)),
-                    };
-                    (index, outcome)
+                    }
                 });
-                open.running.insert(handle.id(), (index, task_name));
+                open.running.insert(
+                    handle.id(),
+                    Running {
+                        index,
+                        name: task_name,
+                        task_ref,
+                        address: task_address,
+                        started: Instant::now(),
+                        permit,
+                    },
+                );
             }
-            if running.is_empty() {
+            if open.tasks.is_empty() {
                 break;
             }
             tokio::select! {
                 biased;
-                joined = running.join_next_with_id() => {
+                joined = open.tasks.join_next_with_id() => {
                     let Some(joined) = joined else { continue };
                     let (id, outcome) = match joined {
-                        Ok((id, (_, outcome))) => (id, Some(outcome)),
-                        Err(join_error) => (join_error.id(), None),
+                        Ok((id, outcome)) => (id, Ok(outcome)),
+                        Err(join_error) => (join_error.id(), Err(join_error)),
                     };
-                    let Some((index, task_name)) = open.running.remove(&id) else { continue };
-                    let task_ref = group.task_ref(index);
+                    let Some(task) = open.running.remove(&id) else { continue };
+                    let index = task.index;
                     let result = match outcome {
-                        Some(Ok(value)) => {
-                            if let Some(breaker) = &breaker {
-                                breaker.record(true);
+                        Ok(Ok(value)) => {
+                            if let Some(permit) = task.permit {
+                                permit.success();
                             }
-                            group.completed(&task_name, &task_ref, &value);
+                            group.completed(&task.name, &task.task_ref, &task.address, task.started, &value);
                             tally.completed += 1;
                             Ok(value)
                         }
-                        Some(Err(error)) => {
-                            if let Some(signal) = interrupt_in(&*error).cloned() {
-                                if let Some(breaker) = &breaker {
-                                    breaker.release();
-                                }
-                                let error = group.cancelled(&task_name, &task_ref, &Stop::Interrupt(signal));
-                                tally.cancel(index, &error);
-                                Err(error)
-                            } else {
-                                if let Some(breaker) = &breaker {
-                                    breaker.record(false);
-                                }
-                                let error = group.failed(&task_name, &task_ref, error);
-                                tally.fail(index, &error);
-                                if strategy == ErrorStrategy::FailFast && stop.is_none() {
-                                    stop = Some(Stop::FailFast(index));
-                                    running.abort_all();
-                                }
-                                Err(error)
-                            }
+                        // The task saw the interrupt (through a call): stopped, not failed.
+                        Ok(Err(error)) if interrupt_in(&*error).is_some() => {
+                            let signal = interrupt_in(&*error).cloned();
+                            let why = signal.map_or(Stop::Dropped, Stop::Interrupt);
+                            let error = group.cancelled(&task.name, &task.task_ref, &task.address, &why);
+                            tally.cancel(index, &error);
+                            Err(error)
                         }
-                        // Aborted (the group stopped), or a panic the task's guard missed.
-                        None => {
-                            if let Some(breaker) = &breaker {
-                                breaker.release();
+                        Ok(Err(error)) => {
+                            if let Some(permit) = task.permit {
+                                permit.failure();
                             }
+                            let error = group.failed(&task.name, &task.task_ref, &task.address, task.started, error);
+                            tally.fail(index, &error);
+                            if strategy == ErrorStrategy::FailFast && stop.is_none() {
+                                stop = Some(Stop::FailFast(index));
+                                open.tasks.abort_all();
+                            }
+                            Err(error)
+                        }
+                        // The task's own guard turns panics into errors; a panic here escaped
+                        // it (e.g. in a drop): a failure all the same.
+                        Err(join_error) if join_error.is_panic() => {
+                            if let Some(permit) = task.permit {
+                                permit.failure();
+                            }
+                            let panic = BoxError::from(format!("task panicked: {join_error}"));
+                            let error = group.failed(&task.name, &task.task_ref, &task.address, task.started, panic);
+                            tally.fail(index, &error);
+                            Err(error)
+                        }
+                        // Aborted because the group is stopping.
+                        Err(_) => {
                             let why = stop.clone().unwrap_or(Stop::Dropped);
-                            let error = group.cancelled(&task_name, &task_ref, &why);
+                            let error = group.cancelled(&task.name, &task.task_ref, &task.address, &why);
                             tally.cancel(index, &error);
                             Err(error)
                         }
                     };
                     emit(index, result);
                 }
-                () = expiry(&mut timer), if stop.is_none() && timer.is_some() => {
-                    let limit = timer.as_ref().map_or(Duration::ZERO, |(limit, _)| *limit);
-                    stop = Some(Stop::Timeout(limit));
-                    running.abort_all();
+                () = until(deadline), if stop.is_none() && deadline.is_some() => {
+                    // The top of the loop sees the deadline passed and stops the group.
                 }
                 signal = state.interrupted(), if stop.is_none() => {
                     stop = Some(Stop::Interrupt(signal));
-                    running.abort_all();
+                    open.tasks.abort_all();
+                }
+                // External checkers are polled while the group waits, as by every other wait.
+                _ = ticks.tick(), if stop.is_none() && interrupts.has_checkers() => {
+                    if let Some(signal) = state.poll_checkers_shared().await {
+                        stop = Some(Stop::Interrupt(signal));
+                        open.tasks.abort_all();
+                    }
                 }
             }
         }
 
-        // Tasks never started: cancelled without records of their own.
-        for (index, _) in pending {
-            let detail = stop.as_ref().map_or_else(String::new, Stop::describe);
-            let error = Error::new(ErrorKind::Cancelled).detail(format!("never started: {detail}"));
+        // Tasks never started: stopped without records of their own.
+        for (index, (task_name, _)) in pending {
+            let task_address = group.task_address(&task_name, index);
+            let error = match &stop {
+                Some(Stop::Interrupt(signal)) => Error::interrupted(signal.clone()),
+                other => {
+                    let why = other.as_ref().map_or_else(String::new, Stop::describe);
+                    Error::new(ErrorKind::Cancelled).detail(format!("never started: {why}"))
+                }
+            }
+            .at(&task_name, ActorKind::Task, &task_address);
             tally.cancel(index, &error);
             emit(index, Err(error));
         }
@@ -418,9 +475,10 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
             Some(Stop::Timeout(_) | Stop::Interrupt(_) | Stop::Dropped) => GroupStatus::Cancelled,
             Some(Stop::FailFast(_)) => GroupStatus::Failed,
             None if tally.failed > 0 => GroupStatus::Failed,
+            None if tally.cancelled > 0 => GroupStatus::Cancelled,
             None => GroupStatus::Completed,
         };
-        tally.errors.sort_by_key(|(index, _)| *index);
+        tally.errors.sort_by_key(|e| e.index);
         let record = GroupRecord {
             id: address.to_string(),
             name: name.to_string(),
@@ -443,38 +501,22 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
     }
 }
 
-/// The records a group still has to close: its own and its running tasks'.
-struct Unclosed<'a, 'b> {
-    group: &'a Records<'b>,
-    running: HashMap<tokio::task::Id, (usize, Arc<str>)>,
-    closed: bool,
+/// Resolves at the deadline (never without one).
+async fn until(deadline: Option<(Duration, Instant)>) {
+    match deadline {
+        Some((_, at)) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
-impl Drop for Unclosed<'_, '_> {
-    fn drop(&mut self) {
-        if self.closed {
-            return;
-        }
-        let journal = &self.group.state.inner.journal;
-        if std::thread::panicking() {
-            // As for calls: no delivery while unwinding; just stop counting them as running.
-            for _ in 0..=self.running.len() {
-                journal.abandon_call();
-            }
-            return;
-        }
-        let why = match self.group.state.interrupt_signal() {
-            Some(signal) => Stop::Interrupt(signal),
-            None => Stop::Dropped,
-        };
-        let mut running: Vec<_> = self.running.drain().map(|(_, task)| task).collect();
-        running.sort_by_key(|(index, _)| *index);
-        for (index, name) in running {
-            let task_ref = self.group.task_ref(index);
-            let _ = self.group.cancelled(&name, &task_ref, &why);
-        }
-        self.group.dropped(&why);
-    }
+/// A task that is running, with what its records need.
+struct Running {
+    index: usize,
+    name: Arc<str>,
+    task_ref: Arc<GroupRef>,
+    address: Address,
+    started: Instant,
+    permit: Option<Permit>,
 }
 
 /// Why a group stopped early.
@@ -499,31 +541,29 @@ impl Stop {
     }
 }
 
-/// Resolves when the group's timer (if any) expires.
-async fn expiry(timer: &mut Option<(Duration, Pin<Box<tokio::time::Sleep>>)>) {
-    match timer {
-        Some((_, sleep)) => sleep.as_mut().await,
-        None => std::future::pending().await,
-    }
-}
-
 #[derive(Default)]
 struct Tally {
     completed: usize,
     failed: usize,
     cancelled: usize,
-    errors: Vec<(usize, String)>,
+    errors: Vec<TaskError>,
 }
 
 impl Tally {
     fn fail(&mut self, index: usize, error: &Error) {
         self.failed += 1;
-        self.errors.push((index, error.report()));
+        self.errors.push(TaskError {
+            index,
+            error: error.report(),
+        });
     }
 
     fn cancel(&mut self, index: usize, error: &Error) {
         self.cancelled += 1;
-        self.errors.push((index, error.report()));
+        self.errors.push(TaskError {
+            index,
+            error: error.report(),
+        });
     }
 }
 
@@ -618,91 +658,157 @@ impl Records<'_> {
         self.state.record_final(event);
     }
 
-    /// Records one step of a task (the final one closes it).
-    fn task(
+    /// A task's record: its address, name and group tag.
+    fn task_event(
         &self,
         name: &Arc<str>,
         task: &GroupRef,
+        address: &Address,
         status: EventStatus,
-        last: bool,
-        fill: impl FnOnce(&mut Event),
-    ) {
-        let index = task.index as usize;
-        let mut event = Event::new(
-            self.task_address(name, index),
-            Arc::clone(name),
-            ActorKind::Task,
-            status,
-        );
+    ) -> Event {
+        let mut event = Event::new(address.clone(), Arc::clone(name), ActorKind::Task, status);
         event.group = Some(task.clone());
         event.is_parallel = true;
-        fill(&mut event);
-        let journal = &self.state.inner.journal;
-        if last {
-            event.is_final = true;
-            self.state.record_final(event);
-        } else {
-            journal.begin_call();
-            self.state.record(event);
-        }
+        event
     }
 
-    fn completed<T: Serialize>(&self, name: &Arc<str>, task: &GroupRef, value: &T) {
+    /// A task begins: it counts as running until its final record.
+    fn task_started(&self, name: &Arc<str>, task: &GroupRef, address: &Address) {
+        self.state.inner.journal.begin_call();
+        self.state
+            .record(self.task_event(name, task, address, EventStatus::Started));
+    }
+
+    /// A task's final record.
+    fn task_finished(
+        &self,
+        name: &Arc<str>,
+        task: &GroupRef,
+        address: &Address,
+        status: EventStatus,
+        fill: impl FnOnce(&mut Event),
+    ) {
+        let mut event = self.task_event(name, task, address, status);
+        fill(&mut event);
+        event.is_final = true;
+        self.state.record_final(event);
+    }
+
+    fn completed<T: Serialize>(
+        &self,
+        name: &Arc<str>,
+        task: &GroupRef,
+        address: &Address,
+        started: Instant,
+        value: &T,
+    ) {
         let result = catch(|| serde_json::to_value(value))
             .ok()
             .and_then(Result::ok);
-        self.task(name, task, EventStatus::Completed, true, |e| {
+        self.task_finished(name, task, address, EventStatus::Completed, |e| {
+            e.duration = Some(started.elapsed());
             e.detail = result.as_ref().and_then(|v| self.state.detail_of(v));
             e.result = result;
         });
     }
 
-    fn failed(&self, name: &Arc<str>, task: &GroupRef, error: BoxError) -> Error {
+    fn failed(
+        &self,
+        name: &Arc<str>,
+        task: &GroupRef,
+        address: &Address,
+        started: Instant,
+        error: BoxError,
+    ) -> Error {
         let message = describe(&*error);
-        self.task(name, task, EventStatus::Failed, true, |e| {
+        self.task_finished(name, task, address, EventStatus::Failed, |e| {
+            e.duration = Some(started.elapsed());
             e.message = Some(message);
         });
-        let address = self.task_address(name, task.index as usize);
         match error.downcast::<Error>() {
             // A call's own error (retries exhausted, …) says the most: hand it on as it is.
             Ok(error) => *error,
             Err(error) => Error::new(ErrorKind::TaskFailed)
-                .at(name, ActorKind::Task, &address)
+                .at(name, ActorKind::Task, address)
                 .cause(error),
         }
     }
 
-    fn cancelled(&self, name: &Arc<str>, task: &GroupRef, why: &Stop) -> Error {
+    fn cancelled(&self, name: &Arc<str>, task: &GroupRef, address: &Address, why: &Stop) -> Error {
         let detail = why.describe();
-        self.task(name, task, EventStatus::Interrupted, true, |e| {
+        self.task_finished(name, task, address, EventStatus::Interrupted, |e| {
             e.detail = Some(Arc::from(format!("Cancelled: {detail}")));
             if let Stop::Interrupt(signal) = why {
                 e.interrupt = Some(Box::new(signal.clone()));
             }
         });
-        let address = self.task_address(name, task.index as usize);
         match why {
             Stop::Interrupt(signal) => Error::interrupted(signal.clone()),
             _ => Error::new(ErrorKind::Cancelled).detail(detail),
         }
-        .at(name, ActorKind::Task, &address)
+        .at(name, ActorKind::Task, address)
     }
 
-    fn circuit_open(&self, name: &Arc<str>, task: &GroupRef, breaker: &CircuitBreaker) -> Error {
+    fn circuit_open(
+        &self,
+        name: &Arc<str>,
+        task: &GroupRef,
+        address: &Address,
+        breaker: &CircuitBreaker,
+    ) -> Error {
         let detail = format!(
             "not run: the circuit breaker is open after {} consecutive failures",
             breaker.threshold()
         );
         // A task that never ran still gets its one (final) record, so the history says why.
-        let journal = &self.state.inner.journal;
-        journal.begin_call();
-        self.task(name, task, EventStatus::Failed, true, |e| {
+        self.state.inner.journal.begin_call();
+        self.task_finished(name, task, address, EventStatus::Failed, |e| {
             e.message = Some(Arc::from(detail.as_str()));
         });
-        let address = self.task_address(name, task.index as usize);
         Error::new(ErrorKind::CircuitOpen)
             .detail(detail)
-            .at(name, ActorKind::Task, &address)
+            .at(name, ActorKind::Task, address)
+    }
+}
+
+/// What a group still has to close if its future is dropped before the end: its running
+/// tasks (aborted first, so nothing they do lands after their records) and the records of
+/// those tasks and of the group.
+struct Unclosed<'a, 'b, T: 'static> {
+    group: &'a Records<'b>,
+    tasks: JoinSet<Result<T, BoxError>>,
+    running: HashMap<tokio::task::Id, Running>,
+    closed: bool,
+}
+
+impl<T: 'static> Drop for Unclosed<'_, '_, T> {
+    fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
+        // Aborting cannot be awaited here: each task stops at its next await point, and its
+        // permit (if any) is given back as the bookkeeping below is dropped.
+        self.tasks.abort_all();
+        let journal = &self.group.state.inner.journal;
+        if std::thread::panicking() {
+            // As for calls: no delivery while unwinding; just stop counting them as running.
+            for _ in 0..=self.running.len() {
+                journal.abandon_call();
+            }
+            return;
+        }
+        let why = match self.group.state.interrupt_signal() {
+            Some(signal) => Stop::Interrupt(signal),
+            None => Stop::Dropped,
+        };
+        let mut running: Vec<Running> = self.running.drain().map(|(_, task)| task).collect();
+        running.sort_by_key(|task| task.index);
+        for task in running {
+            let _ = self
+                .group
+                .cancelled(&task.name, &task.task_ref, &task.address, &why);
+        }
+        self.group.dropped(&why);
     }
 }
 

@@ -9,6 +9,6 @@ pub mod breaker;
 pub mod group;
 pub mod record;
 
-pub use breaker::{CircuitBreaker, CircuitState};
+pub use breaker::{CircuitBreaker, CircuitState, Permit};
 pub use group::{ErrorStrategy, GroupStream, ParallelGroup, DEFAULT_MAX_WORKERS};
-pub use record::{GroupOutcome, GroupRecord, GroupStatus};
+pub use record::{GroupOutcome, GroupRecord, GroupStatus, TaskError};

@@ -2,28 +2,37 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
 /// Where a group is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GroupStatus {
-    /// Not started.
+    /// Not started (for displays of groups in progress; a record is made when a group ends).
     Pending,
-    /// Running.
+    /// Running (for displays of groups in progress).
     Running,
     /// Every task succeeded.
     Completed,
-    /// At least one task failed.
+    /// At least one task failed (with fail-fast, the first failure also stopped the rest).
     Failed,
-    /// Stopped early: fail-fast, the group timeout, or an interrupt.
+    /// Stopped early by the group timeout or an interrupt, or dropped before it finished.
     Cancelled,
 }
 
+/// The error of one task, by index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskError {
+    /// The task's index (add order).
+    pub index: usize,
+    /// What went wrong, with its causes.
+    pub error: String,
+}
+
 /// What a group did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupRecord {
     /// The group's id (its address).
     pub id: String,
@@ -42,14 +51,10 @@ pub struct GroupRecord {
     /// Completed tasks over all tasks (1.0 for an empty group).
     pub success_rate: f64,
     /// How long the group ran.
-    #[serde(serialize_with = "secs")]
+    #[serde(with = "crate::serde_time::duration_ms", rename = "execution_time_ms")]
     pub execution_time: Duration,
-    /// The error of each failed or cancelled task, with its index, in index order.
-    pub errors: Vec<(usize, String)>,
-}
-
-fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_f64(d.as_secs_f64())
+    /// The error of each failed or cancelled task, in index order.
+    pub errors: Vec<TaskError>,
 }
 
 /// The results of a group, in the order tasks were added, and its record.

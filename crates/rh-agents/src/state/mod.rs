@@ -19,7 +19,7 @@ use crate::address::{Address, Node};
 use crate::bus::{Bus, EventStream, Subscriber};
 use crate::call::Call;
 use crate::error::Error;
-use crate::event::{Event, EventStatus, Severity};
+use crate::event::{Event, EventStatus, GroupRef, Severity};
 use crate::history::{History, Journal};
 use crate::interrupt::wait::Interrupts;
 use crate::interrupt::{InterruptChecker, InterruptReason, InterruptSignal};
@@ -292,14 +292,7 @@ impl ExecutionState {
 
     /// Publishes a log record at the root address.
     pub fn log(&self, level: Severity, message: impl Into<String>) {
-        self.log_at(
-            &Address::root(),
-            "log",
-            ActorKind::System,
-            level,
-            message.into(),
-            None,
-        );
+        self.log_at(LogSite::root(), level, message.into(), None);
     }
 
     /// Publishes a log record with metadata at the root address.
@@ -309,26 +302,26 @@ impl ExecutionState {
         message: impl Into<String>,
         metadata: Map<String, Value>,
     ) {
-        self.log_at(
-            &Address::root(),
-            "log",
-            ActorKind::System,
-            level,
-            message.into(),
-            Some(metadata),
-        );
+        self.log_at(LogSite::root(), level, message.into(), Some(metadata));
     }
 
     pub(crate) fn log_at(
         &self,
-        address: &Address,
-        actor: &str,
-        kind: ActorKind,
+        site: LogSite<'_>,
         level: Severity,
         message: String,
         metadata: Option<Map<String, Value>>,
     ) {
-        let mut event = Event::new(address.clone(), Arc::from(actor), kind, EventStatus::Log);
+        let mut event = Event::new(
+            site.address.clone(),
+            Arc::from(site.actor),
+            site.kind,
+            EventStatus::Log,
+        );
+        if let Some(group) = site.group {
+            event.group = Some(group.clone());
+            event.is_parallel = true;
+        }
         event.level = Some(level);
         event.message = Some(Arc::from(message));
         event.metadata = metadata.map(Arc::new);
@@ -373,6 +366,29 @@ impl ExecutionState {
 
     pub(crate) fn grace_period(&self) -> Duration {
         self.inner.settings.grace_period
+    }
+}
+
+/// Where a log record is written: the call it belongs to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogSite<'a> {
+    pub(crate) address: &'a Address,
+    pub(crate) actor: &'a str,
+    pub(crate) kind: ActorKind,
+    pub(crate) group: Option<&'a GroupRef>,
+}
+
+static ROOT: std::sync::LazyLock<Address> = std::sync::LazyLock::new(Address::root);
+
+impl LogSite<'static> {
+    /// The root: logs written on the state itself.
+    fn root() -> Self {
+        Self {
+            address: &ROOT,
+            actor: "log",
+            kind: ActorKind::System,
+            group: None,
+        }
     }
 }
 

@@ -1,0 +1,132 @@
+#![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+//! Edge cases of parallel groups: external checkers while a group waits, a spent time limit,
+//! logs inside tasks, and a dropped group.
+mod support;
+
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rh_agents::parallel::GroupStatus;
+use rh_agents::{Ctx, EventStatus, ExecutionState, InterruptChecker, Severity};
+
+#[tokio::test(start_paused = true)]
+async fn an_external_checker_stops_a_group_whose_tasks_make_no_calls() {
+    let flag = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&flag);
+    let state = ExecutionState::builder()
+        .checker(InterruptChecker::from_fn(move || {
+            seen.load(Ordering::SeqCst)
+        }))
+        .build();
+    let mut group = state.group::<()>("sleepers").max_workers(2);
+    for _ in 0..2 {
+        group.add(|_ctx: Ctx| async move {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<_, io::Error>(())
+        });
+    }
+    let setter = Arc::clone(&flag);
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        setter.store(true, Ordering::SeqCst);
+    });
+    let started = tokio::time::Instant::now();
+
+    let outcome = group.run().await;
+
+    assert_eq!(outcome.record.status, GroupStatus::Cancelled);
+    assert!(outcome
+        .results
+        .iter()
+        .all(|r| r.as_ref().unwrap_err().is_interrupted()));
+    // Noticed at the next poll (every 100 ms by default), not after the tasks' 10 s.
+    assert!(
+        started.elapsed() <= Duration::from_millis(1_100),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_time_limit_starts_no_task() {
+    let state = ExecutionState::new();
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut group = state.group::<()>("late").timeout(Duration::ZERO);
+    for _ in 0..3 {
+        let started = Arc::clone(&started);
+        group.add(move |_ctx: Ctx| async move {
+            started.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, io::Error>(())
+        });
+    }
+
+    let outcome = group.run().await;
+
+    assert_eq!(started.load(Ordering::SeqCst), 0);
+    assert_eq!(outcome.record.status, GroupStatus::Cancelled);
+    assert_eq!(outcome.record.cancelled, 3);
+    assert!(outcome
+        .results
+        .iter()
+        .all(|r| r.as_ref().unwrap_err().is_cancelled()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_log_inside_a_task_carries_the_group_and_index() {
+    let state = ExecutionState::new();
+    let mut group = state.group::<()>("g");
+    for _ in 0..2 {
+        group.add(|ctx: Ctx| async move {
+            ctx.log(Severity::Info, "working");
+            Ok::<_, io::Error>(())
+        });
+    }
+    group.run().await;
+
+    let logs: Vec<_> = state
+        .history()
+        .events()
+        .into_iter()
+        .filter(|e| e.status == EventStatus::Log)
+        .collect();
+    assert_eq!(logs.len(), 2);
+    for log in logs {
+        assert!(log.is_parallel);
+        let group = log.group.as_ref().unwrap();
+        assert_eq!(&*group.id, "g#0");
+        assert_eq!(log.address.as_str(), format!("g#0/task#{}", group.index));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_group_closes_its_records_and_lets_streams_end() {
+    use rh_agents::StreamExt;
+    let state = ExecutionState::new();
+    let mut stream = state.stream();
+    let mut group = state.group::<()>("slow");
+    group.add(|_ctx: Ctx| async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok::<_, io::Error>(())
+    });
+
+    let gave_up = tokio::time::timeout(Duration::from_secs(1), group.run()).await;
+    assert!(gave_up.is_err());
+    assert_eq!(
+        state.history().statuses("slow#0/task#0"),
+        [EventStatus::Started, EventStatus::Interrupted]
+    );
+    assert_eq!(
+        state.history().statuses("slow#0"),
+        [EventStatus::Started, EventStatus::Interrupted]
+    );
+
+    // Nothing is left counted as running: after an interrupt the stream ends.
+    state.request_interrupt(rh_agents::InterruptReason::UserCancelled);
+    let mut seen = 0;
+    while let Some(_event) = stream.next().await {
+        seen += 1;
+    }
+    assert_eq!(seen, state.history().len());
+}
