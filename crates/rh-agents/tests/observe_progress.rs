@@ -360,3 +360,24 @@ progress: pages: 3/3 done (100%) · 1 failed · 0 running
 "
     );
 }
+
+#[cfg(feature = "progress")]
+#[tokio::test(start_paused = true)]
+async fn the_live_line_follows_the_same_counts() {
+    let progress = Arc::new(Progress::live());
+    let state = {
+        let progress = Arc::clone(&progress);
+        ExecutionState::builder()
+            .subscriber(move |e: &Event| progress.on_event(e).unwrap())
+            .build()
+    };
+    let ok = scripted("ok", vec![Step::Ok("fine")]);
+    state.call(&ok.actor, ()).await.unwrap();
+    state.call(&ok.actor, ()).await.unwrap();
+
+    assert_eq!(progress.counts().completed, 2);
+    assert_eq!(progress.counts().running(), 0);
+    // A live line has no writer to read; clearing it at the end is safe off a terminal too.
+    assert!(progress.with_writer(|w| w.is_none()));
+    progress.finish();
+}
