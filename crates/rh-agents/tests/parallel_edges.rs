@@ -130,3 +130,55 @@ async fn a_dropped_group_closes_its_records_and_lets_streams_end() {
     }
     assert_eq!(seen, state.history().len());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_started_under_a_failed_fast_group_outlives_it_not_even_in_nested_groups() {
+    let state = ExecutionState::new();
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let mut outer = state.group::<()>("outer").max_workers(2).fail_fast();
+    // Task 0: a nested group whose task keeps working (yielding between steps).
+    let counter = Arc::clone(&ticks);
+    outer.add(move |ctx: Ctx| async move {
+        let mut inner = ctx.group::<()>("inner");
+        inner.add(move |_ctx: Ctx| async move {
+            loop {
+                // A step of CPU work that cannot be interrupted (no await inside), then its
+                // tick: an abort takes effect only at the next await, after the tick.
+                let step = std::time::Instant::now();
+                while step.elapsed() < Duration::from_millis(15) {
+                    std::hint::spin_loop();
+                }
+                counter.fetch_add(1, Ordering::SeqCst);
+                tokio::task::yield_now().await;
+                if counter.load(Ordering::SeqCst) == usize::MAX {
+                    return Ok::<(), io::Error>(());
+                }
+            }
+        });
+        inner.run().await;
+        Ok::<_, io::Error>(())
+    });
+    // Task 1: fails shortly after, which stops the group.
+    outer.add(|_ctx: Ctx| async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        Err::<(), _>(io::Error::other("stop"))
+    });
+
+    let outcome = outer.run().await;
+    assert_eq!(outcome.record.status, GroupStatus::Failed);
+    assert!(ticks.load(Ordering::SeqCst) > 0, "the inner task did run");
+
+    // When the outer group has returned, the inner task is gone: it never ticks again.
+    let after = ticks.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(ticks.load(Ordering::SeqCst), after);
+    for address in ["outer#0/task#0/inner#0", "outer#0/task#0/inner#0/task#0"] {
+        let statuses = state.history().statuses(address);
+        assert_eq!(statuses.first(), Some(&EventStatus::Started), "{address}");
+        assert_eq!(
+            statuses.last(),
+            Some(&EventStatus::Interrupted),
+            "{address}"
+        );
+    }
+}

@@ -61,8 +61,8 @@ type TaskFn<T> = Box<dyn FnOnce(Ctx) -> BoxFuture<'static, Result<T, BoxError>> 
 /// while the group waits) abort every running task at once and start no more: a call inside an
 /// aborted task records INTERRUPTED, and the state's grace period does not apply inside groups,
 /// so that the stop takes effect in the same tick. Work that finished before is kept. The group
-/// waits until its aborted tasks are gone before it returns; the tasks of a group nested
-/// inside an aborted task are aborted with it, but not awaited.
+/// waits until its aborted tasks are gone before it returns, the tasks of groups nested in
+/// them included.
 ///
 /// # Examples
 ///
@@ -495,6 +495,9 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
             execution_time: started.elapsed(),
             errors: tally.errors,
         };
+        // Groups nested in tasks that were aborted left their own aborted tasks behind: wait
+        // until they are gone too, so nothing this group started outlives it.
+        state.inner.orphans.drain().await;
         open.closed = true;
         group.end(&record, stop.as_ref());
         record
@@ -774,21 +777,27 @@ impl Records<'_> {
 /// What a group still has to close if its future is dropped before the end: its running
 /// tasks (aborted first, so nothing they do lands after their records) and the records of
 /// those tasks and of the group.
-struct Unclosed<'a, 'b, T: 'static> {
+struct Unclosed<'a, 'b, T: Send + 'static> {
     group: &'a Records<'b>,
     tasks: JoinSet<Result<T, BoxError>>,
     running: HashMap<tokio::task::Id, Running>,
     closed: bool,
 }
 
-impl<T: 'static> Drop for Unclosed<'_, '_, T> {
+impl<T: Send + 'static> Drop for Unclosed<'_, '_, T> {
     fn drop(&mut self) {
         if self.closed {
             return;
         }
         // Aborting cannot be awaited here: each task stops at its next await point, and its
-        // permit (if any) is given back as the bookkeeping below is dropped.
+        // permit (if any) is given back as the bookkeeping below is dropped. The aborted set is
+        // handed to the state, so an enclosing group waits for it to be gone before it returns.
         self.tasks.abort_all();
+        self.group
+            .state
+            .inner
+            .orphans
+            .adopt(std::mem::take(&mut self.tasks));
         let journal = &self.group.state.inner.journal;
         if std::thread::panicking() {
             // As for calls: no delivery while unwinding; just stop counting them as running.

@@ -7,7 +7,10 @@
 
 pub mod breaker;
 pub mod group;
+mod orphans;
 pub mod record;
+
+pub(crate) use orphans::Orphans;
 
 pub use breaker::{CircuitBreaker, CircuitState, Permit};
 pub use group::{ErrorStrategy, GroupStream, ParallelGroup, DEFAULT_MAX_WORKERS};

@@ -167,6 +167,7 @@ impl ExecutionStateBuilder {
                 },
                 random: self.random,
                 root: Node::new(Address::root()),
+                orphans: crate::parallel::Orphans::default(),
             }),
         }
     }

@@ -46,6 +46,9 @@ pub(crate) struct StateInner {
     pub(crate) settings: Settings,
     pub(crate) random: Arc<dyn RandomSource>,
     pub(crate) root: Node,
+    /// Task sets of groups dropped before they finished (aborted, not yet gone): the group
+    /// that dropped them waits for them before it returns (see `parallel::group`).
+    pub(crate) orphans: crate::parallel::Orphans,
 }
 
 /// One run of a pipeline: where actors are called and everything they do is recorded.
