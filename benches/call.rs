@@ -26,6 +26,36 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Times `iters` calls of `actor`, in batches of `batch` calls on a fresh state each (state
+/// creation and drop are not timed).
+fn timed_in_batches<I, O>(
+    rt: &tokio::runtime::Runtime,
+    iters: u64,
+    batch: u64,
+    actor: &Actor<I, O>,
+    input: impl Fn(u64) -> I,
+) -> Duration
+where
+    I: serde::Serialize + Clone + Send + Sync + 'static,
+    O: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    rt.block_on(async {
+        let mut total = Duration::ZERO;
+        let mut left = iters;
+        while left > 0 {
+            let size = left.min(batch);
+            let state = ExecutionState::new();
+            let start = std::time::Instant::now();
+            for i in 0..size {
+                black_box(state.call(actor, black_box(input(i))).await.unwrap());
+            }
+            total += start.elapsed();
+            left -= size;
+        }
+        total
+    })
+}
+
 fn bench_calls(c: &mut Criterion) {
     let rt = runtime();
     let mut group = c.benchmark_group("call");
@@ -35,53 +65,17 @@ fn bench_calls(c: &mut Criterion) {
         b.iter(|| rt.block_on(async { black_box(f(black_box(1)).await.unwrap()) }));
     });
 
-    // A fresh state every 1,000 calls: the history grows with each call, and over millions of
-    // iterations its memory (not the runtime) would dominate. The note in README.md gives the
-    // figure for long histories too (`history_10k` below).
-    group.bench_function("noop_first_time", |b| {
-        let noop = Actor::tool("noop", |x: u32, _ctx: Ctx| async move {
-            Ok::<u32, std::io::Error>(x)
-        });
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    let batch = left.min(1_000);
-                    let state = ExecutionState::new();
-                    let start = std::time::Instant::now();
-                    for i in 0..batch {
-                        black_box(state.call(&noop, black_box(i as u32)).await.unwrap());
-                    }
-                    total += start.elapsed();
-                    left -= batch;
-                }
-                total
-            })
-        });
+    // A fresh state every batch of calls: the history grows with each call, and over millions
+    // of iterations its memory (not the runtime) would dominate. `noop_history_10k` shows the
+    // cost with longer histories.
+    let noop = Actor::tool("noop", |x: u32, _ctx: Ctx| async move {
+        Ok::<u32, std::io::Error>(x)
     });
-
+    group.bench_function("noop_first_time", |b| {
+        b.iter_custom(|iters| timed_in_batches(&rt, iters, 1_000, &noop, |i| i as u32));
+    });
     group.bench_function("noop_history_10k", |b| {
-        let noop = Actor::tool("noop", |x: u32, _ctx: Ctx| async move {
-            Ok::<u32, std::io::Error>(x)
-        });
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    let batch = left.min(10_000);
-                    let state = ExecutionState::new();
-                    let start = std::time::Instant::now();
-                    for i in 0..batch {
-                        black_box(state.call(&noop, black_box(i as u32)).await.unwrap());
-                    }
-                    total += start.elapsed();
-                    left -= batch;
-                }
-                total
-            })
-        });
+        b.iter_custom(|iters| timed_in_batches(&rt, iters, 10_000, &noop, |i| i as u32));
     });
 
     group.bench_function("fail4_then_ok_zero_delay", |b| {
@@ -103,23 +97,7 @@ fn bench_calls(c: &mut Criterion) {
                 .build()
                 .unwrap(),
         );
-        b.iter_custom(|iters| {
-            rt.block_on(async {
-                let mut total = Duration::ZERO;
-                let mut left = iters;
-                while left > 0 {
-                    let batch = left.min(100);
-                    let state = ExecutionState::new();
-                    let start = std::time::Instant::now();
-                    for _ in 0..batch {
-                        state.call(&flaky, ()).await.unwrap();
-                    }
-                    total += start.elapsed();
-                    left -= batch;
-                }
-                total
-            })
-        });
+        b.iter_custom(|iters| timed_in_batches(&rt, iters, 100, &flaky, |_| ()));
     });
     group.finish();
 }

@@ -10,21 +10,13 @@ use std::time::Duration;
 
 use rh_agents::{
     Actor, ActorKind, BoxError, Ctx, Error, Event, EventStatus, ExecutionState, InterruptReason,
-    RetryPolicy, Severity, StreamExt, Subscriber,
+    Severity, StreamExt, Subscriber,
 };
 use serde_json::{json, Map, Value};
-use support::{collect, scripted, statuses, with_status, Step};
+use support::{collect, constant, scripted, statuses, with_status, Step};
 use tokio::task::JoinHandle;
 
 use EventStatus::{Completed, Failed, Interrupted, Log, Retrying, Started};
-
-fn constant(delay: Duration, attempts: u32) -> RetryPolicy {
-    RetryPolicy::constant(delay)
-        .no_jitter()
-        .max_attempts(attempts)
-        .build()
-        .unwrap()
-}
 
 fn spawn_call(
     state: &ExecutionState,

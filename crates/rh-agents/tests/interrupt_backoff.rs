@@ -6,36 +6,11 @@ mod support;
 
 use std::time::Duration;
 
-use rh_agents::{
-    Actor, ActorKind, Error, EventStatus, ExecutionState, InterruptReason, InterruptSignal,
-    RetryPolicy,
-};
-use support::{scripted, statuses, with_status, Step};
-use tokio::task::JoinHandle;
+use rh_agents::{ActorKind, EventStatus, ExecutionState, InterruptReason, InterruptSignal};
+use support::{constant, scripted, spawn_call, statuses, with_status, Step};
 use tokio::time::Instant;
 
 use EventStatus::{Completed, Failed, Interrupted, Retrying, Started};
-
-/// Constant backoff without jitter.
-fn constant(delay: Duration, attempts: u32) -> RetryPolicy {
-    RetryPolicy::constant(delay)
-        .no_jitter()
-        .max_attempts(attempts)
-        .build()
-        .unwrap()
-}
-
-/// Runs the call on its own task; the task also reports the virtual time the call returned.
-fn spawn_call(
-    state: &ExecutionState,
-    actor: Actor<(), String>,
-) -> JoinHandle<(Result<String, Error>, Instant)> {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let result = state.call(&actor, ()).await;
-        (result, Instant::now())
-    })
-}
 
 /// The runtime's own interrupt notices (kind system, status interrupted).
 fn notices(state: &ExecutionState) -> usize {

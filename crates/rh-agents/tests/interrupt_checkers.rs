@@ -9,33 +9,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rh_agents::{
-    Actor, Error, Event, EventStatus, ExecutionState, InterruptChecker, InterruptReason,
-    InterruptSignal, RetryPolicy, Severity, DEFAULT_CHECK_INTERVAL,
+    Event, EventStatus, ExecutionState, InterruptChecker, InterruptReason, InterruptSignal,
+    Severity, DEFAULT_CHECK_INTERVAL,
 };
-use support::{scripted, statuses, with_status, Step};
-use tokio::task::JoinHandle;
+use support::{constant, scripted, spawn_call, statuses, with_status, Step};
 use tokio::time::Instant;
 
 use EventStatus::{Completed, Failed, Interrupted, Retrying, Started};
-
-fn constant(delay: Duration, attempts: u32) -> RetryPolicy {
-    RetryPolicy::constant(delay)
-        .no_jitter()
-        .max_attempts(attempts)
-        .build()
-        .unwrap()
-}
-
-fn spawn_call(
-    state: &ExecutionState,
-    actor: Actor<(), String>,
-) -> JoinHandle<(Result<String, Error>, Instant)> {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let result = state.call(&actor, ()).await;
-        (result, Instant::now())
-    })
-}
 
 /// A sync checker that counts its calls and says stop from call `fire_on` on (never if 0).
 fn counting_checker(fire_on: u32) -> (InterruptChecker, Arc<AtomicU32>) {

@@ -13,31 +13,11 @@ use rh_agents::{
     Actor, ActorKind, Ctx, Error, Event, EventStatus, ExecutionState, InterruptChecker,
     InterruptReason, RetryPolicy, Severity, StreamExt,
 };
-use support::{scripted, statuses, with_status, Step};
+use support::{constant, scripted, spawn_call, statuses, with_status, Step};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use EventStatus::{Completed, Failed, Interrupted, Retrying, Started};
-
-fn constant(delay: Duration, attempts: u32) -> RetryPolicy {
-    RetryPolicy::constant(delay)
-        .no_jitter()
-        .max_attempts(attempts)
-        .build()
-        .unwrap()
-}
-
-/// Runs a call on its own task; it reports the result and when it came.
-fn spawn_call(
-    state: &ExecutionState,
-    actor: Actor<(), String>,
-) -> JoinHandle<(Result<String, Error>, Instant)> {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let result = state.call(&actor, ()).await;
-        (result, Instant::now())
-    })
-}
 
 /// An agent whose handler calls `inner` once and returns its answer.
 fn agent_over(name: &str, inner: Actor<(), String>) -> Actor<(), String> {

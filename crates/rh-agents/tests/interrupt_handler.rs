@@ -10,32 +10,12 @@ use std::time::Duration;
 
 use rh_agents::{
     Actor, ActorKind, BoxError, Ctx, Error, EventStatus, ExecutionState, InterruptReason,
-    InterruptSignal, RetryPolicy, DEFAULT_GRACE_PERIOD,
+    InterruptSignal, DEFAULT_GRACE_PERIOD,
 };
-use support::{scripted, scripted_kind, statuses, with_status, Step};
-use tokio::task::JoinHandle;
+use support::{constant, scripted, scripted_kind, spawn_call, statuses, with_status, Step};
 use tokio::time::Instant;
 
 use EventStatus::{Completed, Interrupted, Started};
-
-fn constant(delay: Duration, attempts: u32) -> RetryPolicy {
-    RetryPolicy::constant(delay)
-        .no_jitter()
-        .max_attempts(attempts)
-        .build()
-        .unwrap()
-}
-
-fn spawn_call(
-    state: &ExecutionState,
-    actor: Actor<(), String>,
-) -> JoinHandle<(Result<String, Error>, Instant)> {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let result = state.call(&actor, ()).await;
-        (result, Instant::now())
-    })
-}
 
 /// Spawns the call, waits `after` of virtual time, interrupts, and returns the result with
 /// the virtual time from the request to the call's return.

@@ -11,20 +11,12 @@ use std::time::Duration;
 
 use rh_agents::observe::jsonl::JsonLines;
 use rh_agents::{
-    Actor, ActorKind, Ctx, Error, Event, EventStatus, ExecutionState, InterruptReason, RetryPolicy,
-    Severity, Subscriber,
+    Actor, ActorKind, Ctx, Error, Event, EventStatus, ExecutionState, InterruptReason, Severity,
+    Subscriber,
 };
-use support::{scripted, statuses, Step};
+use support::{constant, scripted, statuses, Step};
 
 use EventStatus::{Completed, Failed, Interrupted, Retrying, Started};
-
-fn constant(delay: Duration, attempts: u32) -> RetryPolicy {
-    RetryPolicy::constant(delay)
-        .no_jitter()
-        .max_attempts(attempts)
-        .build()
-        .unwrap()
-}
 
 /// A state writing JSON lines into a buffer the test keeps a handle to.
 fn state_with_lines() -> (ExecutionState, Arc<JsonLines<Vec<u8>>>) {

@@ -14,10 +14,9 @@ use rh_agents::observe::printer::{Printer, PrinterBuilder};
 use rh_agents::observe::style::ColorChoice;
 use rh_agents::observe::summary::RetryStats;
 use rh_agents::{
-    Actor, ActorKind, Ctx, Error, ExecutionState, InterruptReason, InterruptSignal, RetryPolicy,
-    Severity,
+    Actor, ActorKind, Ctx, Error, ExecutionState, InterruptReason, InterruptSignal, Severity,
 };
-use support::{scripted, scripted_kind, Step};
+use support::{constant, scripted, scripted_kind, Step};
 use tokio::task::JoinHandle;
 
 /// A writer whose bytes the test can read while the printer owns a clone of it.
@@ -56,15 +55,6 @@ fn printed(builder: PrinterBuilder) -> (ExecutionState, Shared) {
         .subscriber(builder.build(out.clone()))
         .build();
     (state, out)
-}
-
-/// Constant backoff without jitter.
-fn constant(delay: Duration, attempts: u32) -> RetryPolicy {
-    RetryPolicy::constant(delay)
-        .max_attempts(attempts)
-        .no_jitter()
-        .build()
-        .unwrap()
 }
 
 fn secs(n: u64) -> Duration {

@@ -12,7 +12,7 @@ use rh_agents::observe::progress::{Counts, Progress};
 use rh_agents::{
     Actor, Ctx, Error, Event, ExecutionState, InterruptReason, RetryPolicy, Subscriber,
 };
-use support::{scripted, Step};
+use support::{constant, scripted, Step};
 
 /// A writer whose bytes the test can read while the progress owns a clone of it.
 #[derive(Clone, Default)]
@@ -51,15 +51,6 @@ fn lines(interval: Duration, total: u64) -> (Arc<Progress<Shared>>, Shared) {
         .total(total)
         .elapsed(false);
     (Arc::new(progress), out)
-}
-
-/// Constant backoff without jitter.
-fn constant(delay: Duration, attempts: u32) -> RetryPolicy {
-    RetryPolicy::constant(delay)
-        .max_attempts(attempts)
-        .no_jitter()
-        .build()
-        .unwrap()
 }
 
 /// An agent that calls a tool that answers and a tool that fails (not retried), and answers

@@ -12,22 +12,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rh_agents::observe::tracing_bridge::TracingBridge;
-use rh_agents::{Actor, Ctx, Error, Event, ExecutionState, InterruptReason, RetryPolicy, Severity};
-use support::{scripted, Step};
+use rh_agents::{Actor, Ctx, Error, Event, ExecutionState, InterruptReason, Severity};
+use support::{constant, scripted, Step};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Level, Subscriber};
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
-
-fn constant(delay: Duration, attempts: u32) -> RetryPolicy {
-    RetryPolicy::constant(delay)
-        .no_jitter()
-        .max_attempts(attempts)
-        .build()
-        .unwrap()
-}
 
 // ── A recording layer ──────────────────────────────────────────────────────────────────────
 

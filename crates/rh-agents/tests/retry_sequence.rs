@@ -13,21 +13,12 @@ use rh_agents::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use support::{scripted, statuses, with_status, Step};
+use support::{constant, scripted, statuses, with_status, Step};
 use tokio::time::Instant;
 use EventStatus::{Completed, Failed, Retrying, Started};
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
-}
-
-/// A constant policy without jitter.
-fn constant(delay: Duration, attempts: u32) -> RetryPolicy {
-    RetryPolicy::constant(delay)
-        .max_attempts(attempts)
-        .no_jitter()
-        .build()
-        .unwrap()
 }
 
 /// A state whose jitter draws are pinned to `random`.

@@ -17,17 +17,9 @@ use rh_agents::{
     HandlerPanic, PolicyError, RetryPolicy,
 };
 use serde::{Deserialize, Serialize, Serializer};
-use support::{scripted, statuses, with_status, Step};
+use support::{constant, scripted, statuses, with_status, Step};
 
 use EventStatus::{Completed, Failed, Retrying, Started};
-
-fn constant(delay: Duration, attempts: u32) -> RetryPolicy {
-    RetryPolicy::constant(delay)
-        .no_jitter()
-        .max_attempts(attempts)
-        .build()
-        .unwrap()
-}
 
 /// A value whose `Serialize` panics.
 #[derive(Debug, Clone, Deserialize)]

@@ -104,3 +104,25 @@ pub fn with_status(state: &ExecutionState, address: &str, status: EventStatus) -
         .filter(|e| e.status == status)
         .collect()
 }
+
+/// Constant backoff without jitter: delays are exact.
+pub fn constant(delay: Duration, attempts: u32) -> rh_agents::RetryPolicy {
+    rh_agents::RetryPolicy::constant(delay)
+        .no_jitter()
+        .max_attempts(attempts)
+        .build()
+        .unwrap()
+}
+
+/// Runs the call on its own task (so the test can interrupt it); the task also reports the
+/// (virtual) time the call returned.
+pub fn spawn_call(
+    state: &ExecutionState,
+    actor: Actor<(), String>,
+) -> tokio::task::JoinHandle<(Result<String, rh_agents::Error>, tokio::time::Instant)> {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let result = state.call(&actor, ()).await;
+        (result, tokio::time::Instant::now())
+    })
+}
