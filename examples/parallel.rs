@@ -29,7 +29,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let n = counter.fetch_add(1, Ordering::SeqCst);
         async move {
             tokio::time::sleep(Duration::from_millis(20)).await;
-            if n % 3 == 0 {
+            if n.is_multiple_of(3) {
                 Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "upstream timed out",

@@ -119,6 +119,7 @@ pub struct Actor<I, O> {
     pub(crate) pre: Vec<Pre<I>>,
     pub(crate) post: Vec<Post<I, O>>,
     pub(crate) retry: Option<RetryPolicy>,
+    pub(crate) artifact_output: bool,
 }
 
 impl<I, O> Clone for Actor<I, O> {
@@ -131,6 +132,7 @@ impl<I, O> Clone for Actor<I, O> {
             pre: self.pre.clone(),
             post: self.post.clone(),
             retry: self.retry.clone(),
+            artifact_output: self.artifact_output,
         }
     }
 }
@@ -172,6 +174,7 @@ where
             pre: Vec::new(),
             post: Vec::new(),
             retry: None,
+            artifact_output: false,
         }
     }
 
@@ -203,6 +206,15 @@ where
         E: Into<BoxError>,
     {
         Self::new(ActorKind::Agent, name, handler)
+    }
+
+    /// Keeps each result as an artifact (content-addressed JSON, stored once) instead of
+    /// inline in the COMPLETED record: for large outputs (documents, embeddings) that would
+    /// otherwise be copied into every snapshot. A resume loads it back.
+    #[must_use]
+    pub fn output_as_artifact(mut self) -> Self {
+        self.artifact_output = true;
+        self
     }
 
     /// Sets the description.

@@ -16,6 +16,7 @@ use crate::address::Address;
 use crate::interrupt::InterruptSignal;
 use crate::retry::PolicySource;
 use crate::serde_time;
+use crate::store::ArtifactRef;
 
 /// Version of the JSON form of [`Event`]. Bumped on any incompatible change.
 pub const EVENT_SCHEMA_VERSION: u32 = 1;
@@ -215,6 +216,11 @@ pub struct Event {
     /// The call's result as JSON (on `completed` and `recovered`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
+    /// The result kept as an artifact instead of inline (actors built with
+    /// [`Actor::output_as_artifact`](crate::Actor::output_as_artifact)); `result` is then
+    /// absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<Box<ArtifactRef>>,
     /// Retry bookkeeping.
     pub retry: RetryInfo,
     /// The interrupt, on `interrupted` records (boxed: rare, and records stay small).
@@ -260,6 +266,7 @@ impl Event {
             tag: None,
             metadata: None,
             result: None,
+            artifact: None,
             retry: RetryInfo::default(),
             interrupt: None,
             group: None,

@@ -15,6 +15,7 @@ use crate::actor::ActorKind;
 use crate::address::Address;
 use crate::bus::Bus;
 use crate::event::{Event, EventStatus};
+use crate::store::durable::Durable;
 
 #[derive(Debug, Default)]
 struct Records {
@@ -46,6 +47,8 @@ impl Drop for ResetDelivering<'_> {
 #[derive(Debug, Default)]
 pub(crate) struct Journal {
     records: ReentrantMutex<RefCell<Records>>,
+    /// Where records are saved as they are appended (a durable state's store).
+    sink: Option<Arc<Durable>>,
     /// Calls begun and not yet finished. Raised when a call starts; lowered, under the lock,
     /// with its final record, so each delivery can say how many calls were still running
     /// (which is how a stream knows that every call has recorded how it ended).
@@ -53,32 +56,58 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
+    /// A journal holding `restored` (records of a saved run, numbered 0, 1, 2, …), saving
+    /// new records to `sink`.
+    pub(crate) fn new(restored: Vec<Arc<Event>>, sink: Option<Arc<Durable>>) -> Self {
+        Self {
+            records: ReentrantMutex::new(RefCell::new(Records {
+                events: restored,
+                ..Records::default()
+            })),
+            sink,
+            active: AtomicUsize::new(0),
+        }
+    }
+
     /// Numbers, stores and delivers one record.
     ///
     /// A subscriber may record events of its own while it is being given one (the lock is
     /// re-entrant); those are stored at once but delivered only after the current delivery,
     /// so every subscriber and stream sees the history order.
-    pub(crate) fn append(&self, mut event: Event, bus: &Bus, finishes_call: bool) -> Arc<Event> {
+    pub(crate) fn append(
+        &self,
+        mut event: Event,
+        bus: &Bus,
+        finishes_call: bool,
+        publish: bool,
+    ) -> Arc<Event> {
         let guard = self.records.lock();
         let active = if finishes_call {
             self.active.fetch_sub(1, Ordering::AcqRel).saturating_sub(1)
         } else {
             self.active.load(Ordering::Acquire)
         };
-        let (event, nested) = {
+        let (event, deliver) = {
             let mut records = guard.borrow_mut();
             event.id = records.events.len() as u64;
             let event = Arc::new(event);
             records.events.push(Arc::clone(&event));
-            let nested = records.delivering;
-            if nested {
+            let deliver = if !publish {
+                false
+            } else if records.delivering {
                 records.pending.push_back((Arc::clone(&event), active));
+                false
             } else {
                 records.delivering = true;
-            }
-            (event, nested)
+                true
+            };
+            (event, deliver)
         };
-        if nested {
+        // Written to the store before anyone hears of it, in history order (the lock is held).
+        if let Some(sink) = &self.sink {
+            sink.write(&event);
+        }
+        if !deliver {
             return event;
         }
         // Whatever happens during delivery (even a panic outside any subscriber), the flag is

@@ -83,6 +83,7 @@ mod run;
 mod serde_time;
 mod state;
 mod storage;
+pub mod store;
 mod text;
 
 pub use actor::{Actor, ActorKind};
@@ -107,5 +108,5 @@ pub use state::{
     ExecutionState, ExecutionStateBuilder, DEFAULT_BUS_CAPACITY, DEFAULT_CHECK_INTERVAL,
     DEFAULT_CHECK_TIMEOUT, DEFAULT_DETAIL_LIMIT, DEFAULT_GRACE_PERIOD,
 };
-pub use storage::Storage;
+pub use storage::{Storage, StorageError};
 pub use tokio_stream::StreamExt;

@@ -1,11 +1,15 @@
 //! The state's key-value store for step results and anything a pipeline wants to keep.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::store::durable::Durable;
+use crate::store::StoreError;
 
 /// A key-value store of JSON values, shared by every clone of a state.
 ///
@@ -20,22 +24,64 @@ use serde_json::Value;
 #[derive(Debug, Default)]
 pub struct Storage {
     values: Mutex<BTreeMap<String, Value>>,
+    /// A durable state's store: every change is written through.
+    sink: Option<Arc<Durable>>,
+}
+
+/// Why a value could not be stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The value has no JSON form (e.g. a map with non-text keys).
+    #[error("the value has no JSON form: {0}")]
+    Json(#[from] serde_json::Error),
+    /// The value is kept in memory but the state's store could not save it; the run is
+    /// being stopped so that no work goes on unrecorded.
+    #[error("the value is kept in memory but could not be saved: {0}")]
+    Store(#[from] StoreError),
 }
 
 impl Storage {
-    /// Stores `value` under `key`, replacing what was there.
+    pub(crate) fn restore(values: BTreeMap<String, Value>, sink: Option<Arc<Durable>>) -> Self {
+        Self {
+            values: Mutex::new(values),
+            sink,
+        }
+    }
+
+    /// Stores `value` under `key`, replacing what was there. A durable state writes it to its
+    /// store at once.
     ///
     /// # Errors
     ///
-    /// When `value` has no JSON form (e.g. a map with non-text keys).
+    /// [`StorageError::Json`] when `value` has no JSON form (e.g. a map with non-text keys);
+    /// [`StorageError::Store`] when the store failed.
     pub fn set<T: Serialize + ?Sized>(
         &self,
         key: impl Into<String>,
         value: &T,
-    ) -> Result<(), serde_json::Error> {
+    ) -> Result<(), StorageError> {
+        let key = key.into();
         let value = serde_json::to_value(value)?;
-        self.values.lock().insert(key.into(), value);
-        Ok(())
+        let mut values = self.values.lock();
+        // Written under the lock, so the store sees changes to a key in the order memory does.
+        let saved = self.write_through(&key, Some(&value));
+        values.insert(key, value);
+        saved.map_err(StorageError::Store)
+    }
+
+    fn write_through(&self, key: &str, value: Option<&Value>) -> Result<(), StoreError> {
+        let Some(sink) = &self.sink else {
+            return Ok(());
+        };
+        let result = sink.store.put_storage(&sink.id, key, value);
+        if let Err(e) = &result {
+            sink.note(Err(StoreError::Backend {
+                context: format!("saving storage key {key:?}"),
+                source: e.to_string().into(),
+            }));
+        }
+        result
     }
 
     /// Reads `key` as a `T`; `Ok(None)` when absent.
@@ -54,7 +100,13 @@ impl Storage {
 
     /// Removes `key`, returning its value.
     pub fn remove(&self, key: &str) -> Option<Value> {
-        self.values.lock().remove(key)
+        let mut values = self.values.lock();
+        let removed = values.remove(key);
+        if removed.is_some() {
+            // A failure is noted by the store link, which stops the run.
+            let _ = self.write_through(key, None);
+        }
+        removed
     }
 
     /// Whether `key` is present.

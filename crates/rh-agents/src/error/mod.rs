@@ -43,6 +43,11 @@ pub enum ErrorKind {
     Cancelled,
     /// A task of a parallel group was not run because its circuit breaker is open.
     CircuitOpen,
+    /// A resumed run could not replay a recorded result (it no longer fits the actor's
+    /// output type, or its artifact is missing).
+    Replay,
+    /// The state's store failed to keep something the call produced (an artifact output).
+    Store,
 }
 
 /// The error returned by a call: what happened, where, after how many attempts, and the last
@@ -265,6 +270,12 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            ErrorKind::Replay => write!(
+                f,
+                "the recorded result cannot be replayed: {}",
+                inner.detail.as_deref().unwrap_or("unreadable")
+            ),
+            ErrorKind::Store => f.write_str("the result could not be saved to the state store"),
             ErrorKind::CircuitOpen => f.write_str(
                 inner
                     .detail

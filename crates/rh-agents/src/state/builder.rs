@@ -3,7 +3,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::persist::RunRecord;
 use super::{ExecutionState, Settings, StateInner};
+use crate::event::Event;
+use crate::store::durable::Durable;
+use crate::store::replay::Replay;
+use crate::store::{ReplayMode, RunInfo, RunMetadata, RunStatus, Snapshot, StateStore, StoreError};
 use crate::actor::ActorKind;
 use crate::address::{Address, Node};
 use crate::bus::{Bus, Subscriber};
@@ -38,6 +47,7 @@ pub struct ExecutionStateBuilder {
     record_io: bool,
     bus_capacity: usize,
     random: Arc<dyn RandomSource>,
+    metadata: RunMetadata,
 }
 
 impl std::fmt::Debug for ExecutionStateBuilder {
@@ -67,6 +77,7 @@ impl Default for ExecutionStateBuilder {
             record_io: true,
             bus_capacity: DEFAULT_BUS_CAPACITY,
             random: Arc::new(ThreadRandom),
+            metadata: RunMetadata::default(),
         }
     }
 }
@@ -150,14 +161,112 @@ impl ExecutionStateBuilder {
         self
     }
 
-    /// Builds the state.
+    /// What the run is: pipeline, tags, description, lineage, custom JSON (kept in
+    /// snapshots and stores).
+    pub fn metadata(mut self, metadata: RunMetadata) -> Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Builds the state (in memory; see [`start`](Self::start) for a durable one).
     pub fn build(self) -> ExecutionState {
+        let id = self.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let metadata = self.metadata.clone();
+        let run = RunRecord::new(
+            crate::serde_time::now(),
+            metadata,
+            RunStatus::Running,
+            BTreeMap::new(),
+        );
+        self.assemble(id, run, Restored::default(), None)
+    }
+
+    /// Builds a durable state: a new run in `store`, which then receives every record as it
+    /// is made (see [`store`](crate::store)).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::AlreadyExists`] when a run with the chosen id exists;
+    /// [`StoreError::Locked`] when another writer holds that id; the store's failures.
+    pub fn start(self, store: Arc<dyn StateStore>) -> Result<ExecutionState, StoreError> {
+        let id = self.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let lock = store.lock_writer(&id)?;
+        let created_at = crate::serde_time::now();
+        store.create(&RunInfo {
+            id: id.clone(),
+            status: RunStatus::Running,
+            created_at,
+            updated_at: created_at,
+            metadata: self.metadata.clone(),
+            events: 0,
+        })?;
+        let run = RunRecord::new(
+            created_at,
+            self.metadata.clone(),
+            RunStatus::Running,
+            BTreeMap::new(),
+        );
+        let durable = Arc::new(Durable::new(store, id.clone(), lock));
+        Ok(self.assemble(id, run, Restored::default(), Some(durable)))
+    }
+
+    /// Resumes run `id` from `store`: its history, storage and artifacts are restored, it
+    /// goes on writing to the store, and calls replay as `mode` says. A pending interrupt
+    /// request is cleared and the status set back to running. The builder's id and metadata
+    /// are not used (the run keeps its own).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`]; [`StoreError::Locked`] when another writer holds the run
+    /// (it is still running somewhere); [`StoreError::Corrupt`] when it cannot be read;
+    /// for [`ReplayMode::FromAddress`], `NotFound` when the address is not in its history.
+    pub fn resume(
+        self,
+        store: Arc<dyn StateStore>,
+        id: &str,
+        mode: ReplayMode,
+    ) -> Result<ExecutionState, StoreError> {
+        // The lock first: nothing may be appended between reading the run and writing to it.
+        let lock = store.lock_writer(id)?;
+        let snapshot = store.load(id)?;
+        let (run, restored, replay) = restore_parts(snapshot, mode)?;
+        store.clear_interrupt(id)?;
+        store.set_status(id, RunStatus::Running)?;
+        let durable = Arc::new(Durable::new(store, id.to_owned(), lock));
+        Ok(self
+            .assemble(id.to_owned(), run, restored.with_replay(replay), Some(durable)))
+    }
+
+    /// Builds an in-memory state from a snapshot (no store): its history and storage are
+    /// restored and calls replay as `mode` says. Artifact bytes are not in a snapshot, so an
+    /// artifact output cannot be replayed this way (resume from a store for that).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::IncompatibleVersion`], [`StoreError::Corrupt`] for a snapshot that
+    /// cannot be resumed; for [`ReplayMode::FromAddress`], `NotFound` when the address is not
+    /// in its history.
+    pub fn restore(self, snapshot: Snapshot, mode: ReplayMode) -> Result<ExecutionState, StoreError> {
+        snapshot.schema_version.check()?;
+        snapshot.check_ids()?;
+        let id = snapshot.state_id.clone();
+        let (run, restored, replay) = restore_parts(snapshot, mode)?;
+        Ok(self.assemble(id, run, restored.with_replay(replay), None))
+    }
+
+    fn assemble(
+        self,
+        id: String,
+        run: RunRecord,
+        restored: Restored,
+        durable: Option<Arc<Durable>>,
+    ) -> ExecutionState {
         ExecutionState {
             inner: Arc::new(StateInner {
-                id: self.id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-                journal: Journal::default(),
+                id,
+                journal: Journal::new(restored.events, durable.clone()),
                 bus: Bus::new(self.bus_capacity, self.subscribers),
-                storage: Storage::default(),
+                storage: Storage::restore(restored.storage, durable.clone()),
                 retry: self.retry,
                 interrupts: Interrupts::new(self.checkers, self.check_interval, self.check_timeout),
                 settings: Settings {
@@ -168,7 +277,52 @@ impl ExecutionStateBuilder {
                 random: self.random,
                 root: Node::new(Address::root()),
                 orphans: crate::parallel::Orphans::default(),
+                run,
+                durable,
+                replay: restored.replay,
             }),
         }
     }
+}
+
+/// What a restored state starts with.
+#[derive(Default)]
+struct Restored {
+    events: Vec<Arc<Event>>,
+    storage: BTreeMap<String, Value>,
+    replay: Option<Replay>,
+}
+
+impl Restored {
+    fn with_replay(mut self, replay: Replay) -> Self {
+        self.replay = Some(replay);
+        self
+    }
+}
+
+fn restore_parts(
+    snapshot: Snapshot,
+    mode: ReplayMode,
+) -> Result<(RunRecord, Restored, Replay), StoreError> {
+    let Snapshot {
+        state_id,
+        created_at,
+        metadata,
+        events,
+        storage,
+        artifacts,
+        ..
+    } = snapshot;
+    let events: Vec<Arc<Event>> = events.into_iter().map(Arc::new).collect();
+    let replay = Replay::new(&state_id, &events, mode)?;
+    let run = RunRecord::new(created_at, metadata, RunStatus::Running, artifacts);
+    Ok((
+        run,
+        Restored {
+            events,
+            storage,
+            replay: None,
+        },
+        replay,
+    ))
 }

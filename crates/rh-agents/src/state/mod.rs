@@ -2,6 +2,7 @@
 //! configuration. Cheap to clone (an `Arc` inside) and safe to share between tasks.
 
 mod builder;
+mod persist;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,8 @@ use crate::interrupt::{InterruptChecker, InterruptReason, InterruptSignal};
 use crate::panic::CatchUnwind;
 use crate::retry::{RandomSource, RetryConfig};
 use crate::storage::Storage;
+use crate::store::durable::Durable;
+use crate::store::replay::Replay;
 
 /// Settings that shape how events are recorded and interrupts are handled.
 #[derive(Debug, Clone)]
@@ -49,6 +52,12 @@ pub(crate) struct StateInner {
     /// Task sets of groups dropped before they finished (aborted, not yet gone): the group
     /// that dropped them waits for them before it returns (see `parallel::group`).
     pub(crate) orphans: crate::parallel::Orphans,
+    /// The run's header, status and artifacts.
+    pub(crate) run: persist::RunRecord,
+    /// The store a durable state writes to as it goes.
+    pub(crate) durable: Option<Arc<Durable>>,
+    /// What a resumed state replays.
+    pub(crate) replay: Option<Replay>,
 }
 
 /// One run of a pipeline: where actors are called and everything they do is recorded.
@@ -202,6 +211,10 @@ impl ExecutionState {
             event.message = Some(Arc::from(signal.to_string()));
             event.interrupt = Some(Box::new(signal));
             self.record(event);
+            // Saved before any call hears of the interrupt, so the caller's error never
+            // arrives before the checkpoint (with or without `save_checkpoint`: a durable
+            // state has saved every record already).
+            self.save_status(crate::store::RunStatus::Interrupted);
             true
         });
         if first {
@@ -333,12 +346,41 @@ impl ExecutionState {
 
     /// Appends a record to the history and delivers it.
     pub(crate) fn record(&self, event: Event) -> Arc<Event> {
-        self.inner.journal.append(event, &self.inner.bus, false)
+        let event = self.inner.journal.append(event, &self.inner.bus, false, true);
+        self.check_store();
+        event
     }
 
     /// Appends a call's final record (the call stops counting as running).
     pub(crate) fn record_final(&self, event: Event) -> Arc<Event> {
-        self.inner.journal.append(event, &self.inner.bus, true)
+        let event = self.inner.journal.append(event, &self.inner.bus, true, true);
+        self.check_store();
+        event
+    }
+
+    /// Appends a replayed record, published only when the replay mode asks for it.
+    pub(crate) fn record_replayed(&self, event: Event, publish: bool) -> Arc<Event> {
+        let event = self.inner.journal.append(event, &self.inner.bus, false, publish);
+        self.check_store();
+        event
+    }
+
+    /// Stops the run when its store failed to save something: going on would do work that a
+    /// resume could not know about.
+    fn check_store(&self) {
+        let Some(durable) = &self.inner.durable else {
+            return;
+        };
+        if let Some(failure) = durable.take_failure() {
+            self.request_interrupt(
+                InterruptSignal::new(InterruptReason::Custom)
+                    .message(format!(
+                        "the state store failed ({failure}); the run stops so that no work \
+                         goes unrecorded"
+                    ))
+                    .triggered_by("state store"),
+            );
+        }
     }
 
     /// The detail text of a value: its JSON, truncated to the configured length.

@@ -30,6 +30,8 @@ use crate::serde_time::Human;
 use crate::state::ExecutionState;
 use crate::text;
 
+mod replay;
+
 /// Makes the records of one call.
 struct Recorder<'a> {
     state: &'a ExecutionState,
@@ -41,6 +43,8 @@ struct Recorder<'a> {
     max_attempts: u32,
     source: PolicySource,
     group: Option<Arc<GroupRef>>,
+    /// The recorded completion to compare the result with (validation replay).
+    expected: Option<Arc<Event>>,
 }
 
 impl Recorder<'_> {
@@ -258,6 +262,15 @@ where
         metadata,
         group,
     } = call;
+    let mut expected = None;
+    if let Some(replay) = &state.inner.replay {
+        if let Some(recorded) = replay.lookup(&address) {
+            if !replay.validates() {
+                return replay::recorded(state, &address, actor, recorded, group.as_deref());
+            }
+            expected = Some(Arc::clone(recorded));
+        }
+    }
     let (policy, source) =
         state
             .inner
@@ -273,6 +286,7 @@ where
         max_attempts: policy.max_attempts(),
         source,
         group,
+        expected,
     };
     state.inner.journal.begin_call();
     let guard = Unfinished {
@@ -390,10 +404,33 @@ where
                 if !state.is_interrupted() {
                     let _ = state.check_now().await;
                 }
+                let artifact = if actor.artifact_output {
+                    match replay::keep_as_artifact(state, &rec.address, &value) {
+                        Ok(artifact) => Some(Box::new(artifact)),
+                        Err(e) => {
+                            rec.finish(EventStatus::Failed, attempt, |ev| {
+                                ev.duration = Some(elapsed);
+                                ev.message = Some(Arc::from(format!(
+                                    "the result could not be kept as an artifact: {e}"
+                                )));
+                            });
+                            return Err(rec.error(ErrorKind::Store, attempts).cause(Box::new(e)));
+                        }
+                    }
+                } else {
+                    None
+                };
+                if let Some(expected) = &rec.expected {
+                    replay::compare(state, rec.actor, rec.kind, expected, &value);
+                }
                 rec.finish(EventStatus::Completed, attempt, |e| {
                     e.duration = Some(elapsed);
                     e.detail = state.detail_of(&value);
-                    e.result = Some(value);
+                    if artifact.is_some() {
+                        e.artifact = artifact;
+                    } else {
+                        e.result = Some(value);
+                    }
                 });
                 return Ok(output);
             }

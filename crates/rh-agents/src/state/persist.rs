@@ -1,0 +1,237 @@
+//! What a state keeps for its store: header, status and artifacts; snapshots, status saves
+//! and resume.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use parking_lot::Mutex;
+
+use super::ExecutionState;
+use crate::error::Error;
+use crate::store::{
+    ArtifactRef, Mismatch, ReplayMode, RunMetadata, RunStatus, SchemaVersion, Snapshot,
+    StateStore, StoreError,
+};
+
+/// The run's header, status and artifacts.
+#[derive(Debug)]
+pub(crate) struct RunRecord {
+    pub(crate) created_at: SystemTime,
+    pub(crate) metadata: RunMetadata,
+    pub(crate) status: Mutex<RunStatus>,
+    pub(crate) artifacts: Mutex<BTreeMap<String, ArtifactRef>>,
+    /// Artifact bytes of a state without a store.
+    pub(crate) blobs: Mutex<HashMap<String, Arc<[u8]>>>,
+}
+
+impl RunRecord {
+    pub(crate) fn new(
+        created_at: SystemTime,
+        metadata: RunMetadata,
+        status: RunStatus,
+        artifacts: BTreeMap<String, ArtifactRef>,
+    ) -> Self {
+        Self {
+            created_at,
+            metadata,
+            status: Mutex::new(status),
+            artifacts: Mutex::new(artifacts),
+            blobs: Mutex::default(),
+        }
+    }
+}
+
+impl ExecutionState {
+    /// Resumes run `id` from `store` with default settings; see
+    /// [`ExecutionStateBuilder::resume`](crate::ExecutionStateBuilder::resume) to configure
+    /// retries, checkers or subscribers as well.
+    ///
+    /// # Errors
+    ///
+    /// As [`ExecutionStateBuilder::resume`](crate::ExecutionStateBuilder::resume).
+    pub fn resume(
+        store: Arc<dyn StateStore>,
+        id: &str,
+        mode: ReplayMode,
+    ) -> Result<Self, StoreError> {
+        Self::builder().resume(store, id, mode)
+    }
+
+    /// The run as a snapshot: header, every record so far, storage and artifact references.
+    pub fn snapshot(&self) -> Snapshot {
+        let run = &self.inner.run;
+        Snapshot {
+            schema_version: SchemaVersion::CURRENT,
+            state_id: self.inner.id.clone(),
+            created_at: run.created_at,
+            updated_at: crate::serde_time::now(),
+            status: *run.status.lock(),
+            metadata: run.metadata.clone(),
+            events: self
+                .history()
+                .events()
+                .iter()
+                .map(|e| crate::Event::clone(e))
+                .collect(),
+            storage: self.inner.storage.snapshot(),
+            artifacts: run.artifacts.lock().clone(),
+        }
+    }
+
+    /// The run's metadata (pipeline, tags, description, lineage, custom JSON).
+    pub fn metadata(&self) -> &RunMetadata {
+        &self.inner.run.metadata
+    }
+
+    /// Where the run stands.
+    pub fn status(&self) -> RunStatus {
+        *self.inner.run.status.lock()
+    }
+
+    /// The store a durable state writes to.
+    pub fn store(&self) -> Option<&Arc<dyn StateStore>> {
+        self.inner.durable.as_ref().map(|d| &d.store)
+    }
+
+    /// Sets the run's status, saving it (and any record whose write failed before) to the
+    /// store of a durable state.
+    ///
+    /// # Errors
+    ///
+    /// The store's failure.
+    pub fn set_status(&self, status: RunStatus) -> Result<(), StoreError> {
+        *self.inner.run.status.lock() = status;
+        match &self.inner.durable {
+            Some(durable) => {
+                durable.flush()?;
+                durable.store.set_status(&durable.id, status)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Saves a checkpoint now. A durable state writes every record as it is made, so this
+    /// only writes what a failed write left behind and the status; it exists for programs
+    /// that want an explicit point, and is cheap.
+    ///
+    /// # Errors
+    ///
+    /// The store's failure.
+    pub fn save_checkpoint(&self) -> Result<(), StoreError> {
+        self.set_status(self.status())
+    }
+
+    /// Ends the run with the outcome of its work: status `completed` for `Ok`, `interrupted`
+    /// for an interrupt error, `failed` otherwise; saved to the store of a durable state.
+    ///
+    /// # Errors
+    ///
+    /// The store's failure.
+    pub fn finish<T>(&self, outcome: &Result<T, Error>) -> Result<RunStatus, StoreError> {
+        let status = match outcome {
+            Ok(_) => RunStatus::Completed,
+            Err(e) if e.is_interrupted() => RunStatus::Interrupted,
+            Err(_) => RunStatus::Failed,
+        };
+        self.set_status(status)?;
+        Ok(status)
+    }
+
+    /// Sets the status from inside the runtime, where a failure can only be noted (the store
+    /// link then stops the run).
+    pub(crate) fn save_status(&self, status: RunStatus) {
+        *self.inner.run.status.lock() = status;
+        if let Some(durable) = &self.inner.durable {
+            durable.note(durable.store.set_status(&durable.id, status));
+        }
+    }
+
+    /// Keeps `bytes` as artifact `name` (content-addressed: the same bytes are stored once),
+    /// in the store of a durable state or in memory.
+    ///
+    /// # Errors
+    ///
+    /// The store's failure.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let state = rh_agents::ExecutionState::new();
+    /// let a = state.put_artifact("report", b"# Report", Some("text/markdown")).unwrap();
+    /// let b = state.put_artifact("copy", b"# Report", None).unwrap();
+    /// assert_eq!(a.sha256, b.sha256);
+    /// assert_eq!(state.artifact("report").unwrap().unwrap(), b"# Report");
+    /// ```
+    pub fn put_artifact(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        media_type: Option<&str>,
+    ) -> Result<ArtifactRef, StoreError> {
+        let artifact = ArtifactRef::of(bytes, media_type);
+        match &self.inner.durable {
+            Some(durable) => {
+                durable.store.put_blob(&artifact, bytes)?;
+                durable.store.put_artifact(&durable.id, name, &artifact)?;
+            }
+            None => {
+                self.inner
+                    .run
+                    .blobs
+                    .lock()
+                    .entry(artifact.sha256.clone())
+                    .or_insert_with(|| Arc::from(bytes));
+            }
+        }
+        self.inner
+            .run
+            .artifacts
+            .lock()
+            .insert(name.to_owned(), artifact.clone());
+        Ok(artifact)
+    }
+
+    /// The bytes of artifact `name`; `Ok(None)` when there is no such artifact.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::ArtifactMissing`] or [`StoreError::ArtifactCorrupt`] when the bytes
+    /// cannot be had.
+    pub fn artifact(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let artifact = self.inner.run.artifacts.lock().get(name).cloned();
+        artifact.map(|a| self.artifact_bytes(&a)).transpose()
+    }
+
+    /// Every artifact by name.
+    pub fn artifacts(&self) -> BTreeMap<String, ArtifactRef> {
+        self.inner.run.artifacts.lock().clone()
+    }
+
+    pub(crate) fn artifact_bytes(&self, artifact: &ArtifactRef) -> Result<Vec<u8>, StoreError> {
+        if let Some(bytes) = self.inner.run.blobs.lock().get(&artifact.sha256) {
+            return Ok(bytes.to_vec());
+        }
+        match &self.inner.durable {
+            Some(durable) => durable.store.get_blob(artifact),
+            None => Err(StoreError::ArtifactMissing {
+                sha256: artifact.sha256.clone(),
+            }),
+        }
+    }
+
+    /// How this state replays, when it was resumed.
+    pub fn replay_mode(&self) -> Option<&ReplayMode> {
+        self.inner.replay.as_ref().map(|r| r.mode())
+    }
+
+    /// The results that differed from the recorded ones, in a state resumed with
+    /// [`ReplayMode::Validation`].
+    pub fn mismatches(&self) -> Vec<Mismatch> {
+        self.inner
+            .replay
+            .as_ref()
+            .map(|r| r.mismatches())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,129 @@
+//! What can go wrong with a store: each variant says what happened and what to do.
+
+use std::path::PathBuf;
+
+/// An error of a [`StateStore`](super::StateStore) or of reading/writing a snapshot.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// No run has this id.
+    #[error("no run with id {id:?} in the store; `rh-agents runs` lists the runs it holds")]
+    NotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// A run with this id exists already.
+    #[error("a run with id {id:?} already exists; resume it, or start a run with another id")]
+    AlreadyExists {
+        /// The id.
+        id: String,
+    },
+    /// Another writer holds the run.
+    #[error(
+        "run {id:?} is being written by another writer ({holder}); only one writer per run is \
+         allowed: wait for it to finish or interrupt it"
+    )]
+    Locked {
+        /// The run.
+        id: String,
+        /// Who holds it, as far as the store knows.
+        holder: String,
+    },
+    /// A record was written twice or out of order.
+    #[error("run {id:?}: {reason}")]
+    Conflict {
+        /// The run.
+        id: String,
+        /// What collided.
+        reason: String,
+    },
+    /// A stored record cannot be read.
+    #[error("run {id:?}: {record} cannot be read: {reason}")]
+    Corrupt {
+        /// The run.
+        id: String,
+        /// Which record (e.g. `event #12`, `header`, `storage key "x"`).
+        record: String,
+        /// Why.
+        reason: String,
+    },
+    /// A snapshot or export file is not well-formed.
+    #[error("{what} is malformed: {reason}")]
+    Malformed {
+        /// What was read (a file path, "snapshot JSON").
+        what: String,
+        /// Why, with line and column where known.
+        reason: String,
+    },
+    /// A snapshot of another major schema version.
+    #[error(
+        "snapshot schema version {found} is not supported (this build reads {supported}); use \
+         a version of rh-agents that matches the one that wrote it"
+    )]
+    IncompatibleVersion {
+        /// The version found.
+        found: String,
+        /// The version this build reads.
+        supported: String,
+    },
+    /// A store file written by a newer (or foreign) program.
+    #[error("{path}: {reason}")]
+    ForeignStore {
+        /// The store's path.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Artifact bytes are not in the store.
+    #[error("artifact {sha256} is not in the store (was the run imported without its artifacts?)")]
+    ArtifactMissing {
+        /// The content address.
+        sha256: String,
+    },
+    /// Artifact bytes do not match their address.
+    #[error("artifact {sha256} is corrupt: {reason}")]
+    ArtifactCorrupt {
+        /// The content address.
+        sha256: String,
+        /// What differs.
+        reason: String,
+    },
+    /// The state has no store (it was built without one) where one is needed.
+    #[error("{0}")]
+    NoStore(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        source: std::io::Error,
+    },
+    /// The database failed.
+    #[error("{context}: {source}")]
+    Backend {
+        /// What the store was doing.
+        context: String,
+        /// The backend's error.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl StoreError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    // By value, so call sites can pass an error straight from `map_err`.
+    #[allow(clippy::needless_pass_by_value)]
+    pub(crate) fn corrupt(id: &str, record: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+        Self::Corrupt {
+            id: id.to_owned(),
+            record: record.into(),
+            reason: reason.to_string(),
+        }
+    }
+}

@@ -1,0 +1,780 @@
+//! The embedded default store: one SQLite file (WAL mode) holding any number of runs.
+//!
+//! - Records are appended as they happen, one row each (`events(run_id, seq, body)`): saving
+//!   the 50,000th record costs what saving the first did.
+//! - Durability: every record is committed when it is recorded. With `synchronous=NORMAL`
+//!   (the default here) a commit survives the process being killed at any instant; a power
+//!   loss may lose the last commits. [`SqliteStore::open_with`] with
+//!   [`Durability::Full`] syncs each commit to disk as well.
+//! - Readers in other processes never see "database is locked": WAL lets them read while the
+//!   writer writes, and a busy timeout covers the short moments when SQLite needs exclusivity.
+//! - One writer per run: an OS file lock beside the database (`<db>.locks/`), which the system
+//!   releases when the process dies, so a killed writer never blocks a resume.
+//! - Reading fails closed: a record that cannot be read is an error naming the run and record.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use serde_json::Value;
+
+use super::artifact::{is_sha256_hex, sha256_hex};
+use super::{
+    ArtifactRef, ListFilter, RunInfo, RunMetadata, RunStatus, SchemaVersion, Snapshot,
+    StateStore, StoreError, WriteLock,
+};
+use crate::event::Event;
+use crate::interrupt::InterruptSignal;
+
+/// Identifies an rh-agents database (`PRAGMA application_id`, "rhag").
+const APPLICATION_ID: i64 = 0x7268_6167;
+/// The layout of the tables; a database of a later layout is refused.
+const STORE_SCHEMA: i64 = 1;
+/// How long a statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id         TEXT PRIMARY KEY,
+    created_us INTEGER NOT NULL,
+    updated_us INTEGER NOT NULL,
+    status     TEXT NOT NULL,
+    pipeline   TEXT,
+    metadata   TEXT NOT NULL,
+    interrupt  TEXT
+);
+CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_us DESC);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    seq    INTEGER NOT NULL,
+    body   TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS storage (
+    run_id TEXT NOT NULL REFERENCES runs (id),
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS artifacts (
+    run_id     TEXT NOT NULL REFERENCES runs (id),
+    name       TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    media_type TEXT,
+    PRIMARY KEY (run_id, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (
+    sha256 TEXT PRIMARY KEY,
+    size   INTEGER NOT NULL,
+    data   BLOB NOT NULL
+) WITHOUT ROWID;
+";
+
+/// How hard each commit is pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// Survives the process being killed at any instant (`synchronous=NORMAL`): the default.
+    #[default]
+    Process,
+    /// Also survives a power loss: each commit is synced to disk (`synchronous=FULL`), which
+    /// costs a disk flush per record.
+    Full,
+}
+
+#[derive(Debug)]
+struct Inner {
+    conn: Mutex<Connection>,
+    /// The database file; `None` for an in-memory database.
+    path: Option<PathBuf>,
+    /// Writers of an in-memory database (which no other process can see).
+    local_writers: Arc<Mutex<HashSet<String>>>,
+}
+
+/// Runs kept in an SQLite file. Clones share one connection; other processes open their own.
+///
+/// # Examples
+///
+/// ```
+/// use rh_agents::store::{ListFilter, SqliteStore, StateStore};
+///
+/// let dir = tempfile::tempdir().unwrap();
+/// let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+/// let snapshot = rh_agents::ExecutionState::new().snapshot();
+/// store.save(&snapshot).unwrap();
+/// assert_eq!(store.list(&ListFilter::new()).unwrap().len(), 1);
+/// ```
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+fn db(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::Backend {
+        context: context.to_owned(),
+        source: Box::new(e),
+    }
+}
+
+fn to_us(t: SystemTime) -> i64 {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+    }
+}
+
+fn from_us(us: i64) -> SystemTime {
+    let magnitude = Duration::from_micros(us.unsigned_abs());
+    if us >= 0 {
+        SystemTime::UNIX_EPOCH + magnitude
+    } else {
+        SystemTime::UNIX_EPOCH - magnitude
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path`, with its parent directories.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::ForeignStore`] when the file is not an rh-agents database (or one of a
+    /// later layout); [`StoreError::Io`]/[`StoreError::Backend`] when it cannot be opened.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        Self::open_with(path, Durability::Process)
+    }
+
+    /// [`open`](Self::open) with a chosen [`Durability`].
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_with(path: impl AsRef<Path>, durability: Durability) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::io(parent, e))?;
+        }
+        let conn = Connection::open(path).map_err(|e| foreign(path, &e))?;
+        Self::init(conn, Some(path.to_path_buf()), durability)
+    }
+
+    /// A store in memory (for tests): nothing is written to disk.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Backend`] when SQLite cannot start.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(db("opening an in-memory database"))?;
+        Self::init(conn, None, Durability::Process)
+    }
+
+    /// The database file (`None` in memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    fn init(
+        conn: Connection,
+        path: Option<PathBuf>,
+        durability: Durability,
+    ) -> Result<Self, StoreError> {
+        let shown = path.clone().unwrap_or_else(|| PathBuf::from(":memory:"));
+        let refuse = |reason: String| StoreError::ForeignStore {
+            path: shown.clone(),
+            reason,
+        };
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .map_err(db("setting the busy timeout"))?;
+        // The first read tells a database from any other file.
+        let (app_id, version, tables): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT application_id FROM pragma_application_id),
+                        (SELECT user_version FROM pragma_user_version),
+                        (SELECT count(*) FROM sqlite_master)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .map_err(|e| foreign(&shown, &e))?;
+        if tables > 0 && app_id != APPLICATION_ID {
+            return Err(refuse(
+                "this SQLite database belongs to another program (it is not an rh-agents \
+                 store); choose another path"
+                    .into(),
+            ));
+        }
+        if version > STORE_SCHEMA {
+            return Err(refuse(format!(
+                "this store was written by a newer rh-agents (store layout {version}; this \
+                 build knows layout {STORE_SCHEMA}); upgrade rh-agents to read it"
+            )));
+        }
+        let _: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(db("switching to WAL mode"))?;
+        let sync = match durability {
+            Durability::Process => "NORMAL",
+            Durability::Full => "FULL",
+        };
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+        ))
+        .map_err(db("setting pragmas"))?;
+        if version < STORE_SCHEMA {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA}
+                 PRAGMA application_id = {APPLICATION_ID};
+                 PRAGMA user_version = {STORE_SCHEMA};
+                 COMMIT;"
+            ))
+            .map_err(db("creating the tables"))?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                path,
+                local_writers: Arc::default(),
+            }),
+        })
+    }
+
+    fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
+        self.inner.conn.lock()
+    }
+
+    fn lock_file(&self, id: &str) -> Option<PathBuf> {
+        let path = self.inner.path.as_ref()?;
+        let mut dir = path.as_os_str().to_owned();
+        dir.push(".locks");
+        // A hash, so that any id (with slashes, dots…) makes a safe file name.
+        let name = &sha256_hex(id.as_bytes())[..32];
+        Some(PathBuf::from(dir).join(format!("{name}.lock")))
+    }
+
+    fn run_exists(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+        conn.query_row("SELECT 1 FROM runs WHERE id = ?1", [id], |_| Ok(()))
+            .optional()
+            .map(|r| r.is_some())
+            .map_err(db("reading a run"))
+    }
+
+    fn read_header(id: &str, row: &rusqlite::Row<'_>) -> Result<RunInfo, StoreError> {
+        let read = |e: rusqlite::Error| StoreError::corrupt(id, "header", e);
+        let status: String = row.get(3).map_err(read)?;
+        let metadata: String = row.get(4).map_err(read)?;
+        Ok(RunInfo {
+            id: row.get(0).map_err(read)?,
+            created_at: from_us(row.get(1).map_err(read)?),
+            updated_at: from_us(row.get(2).map_err(read)?),
+            status: RunStatus::parse(&status).ok_or_else(|| {
+                StoreError::corrupt(id, "header", format!("unknown status {status:?}"))
+            })?,
+            metadata: serde_json::from_str::<RunMetadata>(&metadata)
+                .map_err(|e| StoreError::corrupt(id, "metadata", e))?,
+            events: u64::try_from(row.get::<_, i64>(5).map_err(read)?).unwrap_or(0),
+        })
+    }
+
+    fn insert_header(conn: &Connection, info: &RunInfo) -> Result<(), StoreError> {
+        let metadata = serde_json::to_string(&info.metadata).map_err(|e| StoreError::Backend {
+            context: "writing metadata".into(),
+            source: Box::new(e),
+        })?;
+        conn.execute(
+            "INSERT INTO runs (id, created_us, updated_us, status, pipeline, metadata)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                info.id,
+                to_us(info.created_at),
+                to_us(info.updated_at),
+                info.status.as_str(),
+                info.metadata.pipeline,
+                metadata
+            ],
+        )
+        .map_err(|e| match e.sqlite_error_code() {
+            Some(ErrorCode::ConstraintViolation) => StoreError::AlreadyExists {
+                id: info.id.clone(),
+            },
+            _ => db("creating a run")(e),
+        })?;
+        Ok(())
+    }
+
+    fn delete_rows(conn: &Connection, id: &str) -> Result<bool, StoreError> {
+        for table in ["events", "storage", "artifacts"] {
+            conn.execute(&format!("DELETE FROM {table} WHERE run_id = ?1"), [id])
+                .map_err(db("deleting a run"))?;
+        }
+        let runs = conn
+            .execute("DELETE FROM runs WHERE id = ?1", [id])
+            .map_err(db("deleting a run"))?;
+        Ok(runs > 0)
+    }
+
+    fn insert_events(conn: &Connection, id: &str, events: &[Arc<Event>]) -> Result<(), StoreError> {
+        let mut insert = conn
+            .prepare_cached("INSERT INTO events (run_id, seq, body) VALUES (?1, ?2, ?3)")
+            .map_err(db("appending records"))?;
+        for event in events {
+            let seq = i64::try_from(event.id).unwrap_or(i64::MAX);
+            insert
+                .execute(params![id, seq, event.to_json()])
+                .map_err(|e| match e.sqlite_error_code() {
+                    Some(ErrorCode::ConstraintViolation) => {
+                        if Self::run_exists(conn, id).unwrap_or(true) {
+                            StoreError::Conflict {
+                                id: id.to_owned(),
+                                reason: format!("record #{} is stored already", event.id),
+                            }
+                        } else {
+                            StoreError::NotFound { id: id.to_owned() }
+                        }
+                    }
+                    _ => db("appending records")(e),
+                })?;
+        }
+        Ok(())
+    }
+
+    fn put_storage_row(
+        conn: &Connection,
+        id: &str,
+        key: &str,
+        value: &Value,
+    ) -> Result<(), StoreError> {
+        conn.prepare_cached(
+            "INSERT INTO storage (run_id, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+        )
+        .and_then(|mut s| s.execute(params![id, key, value.to_string()]))
+        .map_err(|e| not_found_or(id, e, "saving storage"))?;
+        Ok(())
+    }
+
+    fn put_artifact_row(
+        conn: &Connection,
+        id: &str,
+        name: &str,
+        artifact: &ArtifactRef,
+    ) -> Result<(), StoreError> {
+        conn.execute(
+            "INSERT INTO artifacts (run_id, name, sha256, size, media_type)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (run_id, name) DO UPDATE SET
+               sha256 = excluded.sha256, size = excluded.size, media_type = excluded.media_type",
+            params![
+                id,
+                name,
+                artifact.sha256,
+                i64::try_from(artifact.size).unwrap_or(i64::MAX),
+                artifact.media_type
+            ],
+        )
+        .map_err(|e| not_found_or(id, e, "naming an artifact"))?;
+        Ok(())
+    }
+}
+
+/// A foreign-key failure means the run is not there.
+fn not_found_or(id: &str, e: rusqlite::Error, context: &'static str) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::ConstraintViolation) => StoreError::NotFound { id: id.to_owned() },
+        _ => db(context)(e),
+    }
+}
+
+/// Explains an error met while opening: a file that is not a database says so.
+fn foreign(path: &Path, e: &rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase) => StoreError::ForeignStore {
+            path: path.to_path_buf(),
+            reason: "this file is not an SQLite database (it may be corrupt, or not a store at \
+                     all); choose another path or restore it from a backup"
+                .into(),
+        },
+        _ => StoreError::ForeignStore {
+            path: path.to_path_buf(),
+            reason: format!("cannot open it as a store: {e}"),
+        },
+    }
+}
+
+/// A locked file: the OS releases the lock when the file is closed or the process dies.
+struct LockedFile(#[allow(dead_code)] File);
+
+/// Releases an in-memory writer's claim.
+struct LocalClaim {
+    writers: Arc<Mutex<HashSet<String>>>,
+    id: String,
+}
+
+impl Drop for LocalClaim {
+    fn drop(&mut self) {
+        self.writers.lock().remove(&self.id);
+    }
+}
+
+impl StateStore for SqliteStore {
+    fn create(&self, info: &RunInfo) -> Result<(), StoreError> {
+        let conn = self.conn();
+        Self::insert_header(&conn, info)
+    }
+
+    fn save(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        snapshot.schema_version.check()?;
+        snapshot.check_ids()?;
+        // Held while writing: nobody else may write this run meanwhile.
+        let _writer = self.lock_writer(&snapshot.state_id)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db("saving a run"))?;
+        Self::delete_rows(&tx, &snapshot.state_id)?;
+        Self::insert_header(
+            &tx,
+            &RunInfo {
+                id: snapshot.state_id.clone(),
+                status: snapshot.status,
+                created_at: snapshot.created_at,
+                updated_at: snapshot.updated_at,
+                metadata: snapshot.metadata.clone(),
+                events: 0,
+            },
+        )?;
+        let events: Vec<Arc<Event>> = snapshot.events.iter().cloned().map(Arc::new).collect();
+        Self::insert_events(&tx, &snapshot.state_id, &events)?;
+        for (key, value) in &snapshot.storage {
+            Self::put_storage_row(&tx, &snapshot.state_id, key, value)?;
+        }
+        for (name, artifact) in &snapshot.artifacts {
+            Self::put_artifact_row(&tx, &snapshot.state_id, name, artifact)?;
+        }
+        tx.commit().map_err(db("saving a run"))
+    }
+
+    fn load(&self, id: &str) -> Result<Snapshot, StoreError> {
+        let mut conn = self.conn();
+        // One read transaction: a consistent view even while the writer appends.
+        let tx = conn.transaction().map_err(db("loading a run"))?;
+        let info = tx
+            .query_row(
+                "SELECT id, created_us, updated_us, status, metadata, 0 FROM runs WHERE id = ?1",
+                [id],
+                |row| Ok(Self::read_header(id, row)),
+            )
+            .optional()
+            .map_err(db("loading a run"))?
+            .ok_or_else(|| StoreError::NotFound { id: id.to_owned() })??;
+
+        let mut events = Vec::new();
+        {
+            let mut rows = tx
+                .prepare("SELECT seq, body FROM events WHERE run_id = ?1 ORDER BY seq")
+                .map_err(db("loading records"))?;
+            let mut rows = rows.query([id]).map_err(db("loading records"))?;
+            while let Some(row) = rows.next().map_err(db("loading records"))? {
+                let seq: i64 = row.get(0).map_err(db("loading records"))?;
+                let record = format!("event #{seq}");
+                if seq != events.len() as i64 {
+                    return Err(StoreError::corrupt(
+                        id,
+                        record,
+                        format!("expected record #{} here: records are missing", events.len()),
+                    ));
+                }
+                let body: String = row
+                    .get(1)
+                    .map_err(|e| StoreError::corrupt(id, record.clone(), e))?;
+                let event: Event = serde_json::from_str(&body)
+                    .map_err(|e| StoreError::corrupt(id, record.clone(), e))?;
+                if event.id != seq as u64 {
+                    return Err(StoreError::corrupt(
+                        id,
+                        record,
+                        format!("it carries id {}", event.id),
+                    ));
+                }
+                events.push(event);
+            }
+        }
+
+        let mut storage = BTreeMap::new();
+        {
+            let mut rows = tx
+                .prepare("SELECT key, value FROM storage WHERE run_id = ?1")
+                .map_err(db("loading storage"))?;
+            let mut rows = rows.query([id]).map_err(db("loading storage"))?;
+            while let Some(row) = rows.next().map_err(db("loading storage"))? {
+                let key: String = row.get(0).map_err(db("loading storage"))?;
+                let text: String = row
+                    .get(1)
+                    .map_err(|e| StoreError::corrupt(id, format!("storage key {key:?}"), e))?;
+                let value = serde_json::from_str(&text)
+                    .map_err(|e| StoreError::corrupt(id, format!("storage key {key:?}"), e))?;
+                storage.insert(key, value);
+            }
+        }
+
+        let mut artifacts = BTreeMap::new();
+        {
+            let mut rows = tx
+                .prepare("SELECT name, sha256, size, media_type FROM artifacts WHERE run_id = ?1")
+                .map_err(db("loading artifacts"))?;
+            let mut rows = rows.query([id]).map_err(db("loading artifacts"))?;
+            while let Some(row) = rows.next().map_err(db("loading artifacts"))? {
+                let name: String = row.get(0).map_err(db("loading artifacts"))?;
+                let record = format!("artifact {name:?}");
+                let sha256: String = row
+                    .get(1)
+                    .map_err(|e| StoreError::corrupt(id, record.clone(), e))?;
+                if !is_sha256_hex(&sha256) {
+                    return Err(StoreError::corrupt(id, record, "its hash is not a SHA-256"));
+                }
+                let size: i64 = row
+                    .get(2)
+                    .map_err(|e| StoreError::corrupt(id, record.clone(), e))?;
+                let media_type: Option<String> = row
+                    .get(3)
+                    .map_err(|e| StoreError::corrupt(id, record.clone(), e))?;
+                artifacts.insert(
+                    name,
+                    ArtifactRef {
+                        sha256,
+                        size: u64::try_from(size).unwrap_or(0),
+                        media_type,
+                    },
+                );
+            }
+        }
+        tx.commit().map_err(db("loading a run"))?;
+        Ok(Snapshot {
+            schema_version: SchemaVersion::CURRENT,
+            state_id: info.id,
+            created_at: info.created_at,
+            updated_at: info.updated_at,
+            status: info.status,
+            metadata: info.metadata,
+            events,
+            storage,
+            artifacts,
+        })
+    }
+
+    fn list(&self, filter: &ListFilter) -> Result<Vec<RunInfo>, StoreError> {
+        let conn = self.conn();
+        let mut query = conn
+            .prepare_cached(
+                "SELECT id, created_us, updated_us, status, metadata,
+                        (SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = runs.id)
+                 FROM runs
+                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR pipeline = ?2)
+                 ORDER BY created_us DESC, rowid DESC",
+            )
+            .map_err(db("listing runs"))?;
+        let mut rows = query
+            .query(params![
+                filter.status.map(RunStatus::as_str),
+                filter.pipeline
+            ])
+            .map_err(db("listing runs"))?;
+        let mut runs = Vec::new();
+        let limit = filter.limit.unwrap_or(usize::MAX);
+        while let Some(row) = rows.next().map_err(db("listing runs"))? {
+            if runs.len() >= limit {
+                break;
+            }
+            let id: String = row.get(0).map_err(db("listing runs"))?;
+            let info = Self::read_header(&id, row)?;
+            if filter.matches(&info) {
+                runs.push(info);
+            }
+        }
+        Ok(runs)
+    }
+
+    fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let _writer = self.lock_writer(id)?;
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(db("deleting a run"))?;
+        let existed = Self::delete_rows(&tx, id)?;
+        tx.commit().map_err(db("deleting a run"))?;
+        Ok(existed)
+    }
+
+    fn exists(&self, id: &str) -> Result<bool, StoreError> {
+        Self::run_exists(&self.conn(), id)
+    }
+
+    fn append_events(&self, id: &str, events: &[Arc<Event>]) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        if let [one] = events {
+            // One record: one autocommit statement, the cheapest durable write.
+            return Self::insert_events(&conn, id, std::slice::from_ref(one));
+        }
+        let tx = conn.transaction().map_err(db("appending records"))?;
+        Self::insert_events(&tx, id, events)?;
+        tx.commit().map_err(db("appending records"))
+    }
+
+    fn set_status(&self, id: &str, status: RunStatus) -> Result<(), StoreError> {
+        let changed = self
+            .conn()
+            .execute(
+                "UPDATE runs SET status = ?1, updated_us = ?2 WHERE id = ?3",
+                params![status.as_str(), to_us(crate::serde_time::now()), id],
+            )
+            .map_err(db("saving the status"))?;
+        if changed == 0 {
+            return Err(StoreError::NotFound { id: id.to_owned() });
+        }
+        Ok(())
+    }
+
+    fn put_storage(&self, id: &str, key: &str, value: Option<&Value>) -> Result<(), StoreError> {
+        let conn = self.conn();
+        match value {
+            Some(value) => Self::put_storage_row(&conn, id, key, value),
+            None => conn
+                .execute(
+                    "DELETE FROM storage WHERE run_id = ?1 AND key = ?2",
+                    params![id, key],
+                )
+                .map(drop)
+                .map_err(db("removing a storage key")),
+        }
+    }
+
+    fn put_blob(&self, artifact: &ArtifactRef, bytes: &[u8]) -> Result<(), StoreError> {
+        artifact.verify(bytes)?;
+        self.conn()
+            .execute(
+                "INSERT OR IGNORE INTO blobs (sha256, size, data) VALUES (?1, ?2, ?3)",
+                params![artifact.sha256, bytes.len() as i64, bytes],
+            )
+            .map_err(db("storing an artifact"))?;
+        Ok(())
+    }
+
+    fn get_blob(&self, artifact: &ArtifactRef) -> Result<Vec<u8>, StoreError> {
+        let bytes: Option<Vec<u8>> = self
+            .conn()
+            .query_row(
+                "SELECT data FROM blobs WHERE sha256 = ?1",
+                [&artifact.sha256],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db("reading an artifact"))?;
+        let bytes = bytes.ok_or_else(|| StoreError::ArtifactMissing {
+            sha256: artifact.sha256.clone(),
+        })?;
+        artifact.verify(&bytes)?;
+        Ok(bytes)
+    }
+
+    fn put_artifact(&self, id: &str, name: &str, artifact: &ArtifactRef) -> Result<(), StoreError> {
+        Self::put_artifact_row(&self.conn(), id, name, artifact)
+    }
+
+    fn lock_writer(&self, id: &str) -> Result<WriteLock, StoreError> {
+        let Some(path) = self.lock_file(id) else {
+            let writers = &self.inner.local_writers;
+            if !writers.lock().insert(id.to_owned()) {
+                return Err(StoreError::Locked {
+                    id: id.to_owned(),
+                    holder: "a state in this process".into(),
+                });
+            }
+            return Ok(WriteLock::new(LocalClaim {
+                writers: Arc::clone(writers),
+                id: id.to_owned(),
+            }));
+        };
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+        }
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        match file.try_lock() {
+            Ok(()) => {
+                // Who holds it, for the message another writer gets.
+                let holder = format!("process {}", std::process::id());
+                let written = file
+                    .set_len(0)
+                    .and_then(|()| file.rewind())
+                    .and_then(|()| file.write_all(holder.as_bytes()));
+                written.map_err(|e| StoreError::io(&path, e))?;
+                Ok(WriteLock::new(LockedFile(file)))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                // A best-effort read of who holds it; the refusal stands either way.
+                let _ = file.read_to_string(&mut holder);
+                let holder = if holder.is_empty() {
+                    "another process".to_owned()
+                } else {
+                    holder
+                };
+                Err(StoreError::Locked {
+                    id: id.to_owned(),
+                    holder,
+                })
+            }
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(&path, e)),
+        }
+    }
+
+    fn is_writing(&self, id: &str) -> Result<bool, StoreError> {
+        match self.lock_writer(id) {
+            Ok(_released_at_once) => Ok(false),
+            Err(StoreError::Locked { .. }) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn request_interrupt(&self, id: &str, signal: &InterruptSignal) -> Result<(), StoreError> {
+        let body = serde_json::to_string(signal).map_err(|e| StoreError::Backend {
+            context: "writing an interrupt request".into(),
+            source: Box::new(e),
+        })?;
+        let changed = self
+            .conn()
+            .execute(
+                "UPDATE runs SET interrupt = ?1 WHERE id = ?2",
+                params![body, id],
+            )
+            .map_err(db("writing an interrupt request"))?;
+        if changed == 0 {
+            return Err(StoreError::NotFound { id: id.to_owned() });
+        }
+        Ok(())
+    }
+
+    fn pending_interrupt(&self, id: &str) -> Result<Option<InterruptSignal>, StoreError> {
+        let body: Option<Option<String>> = self
+            .conn()
+            .prepare_cached("SELECT interrupt FROM runs WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+            .map_err(db("reading interrupt requests"))?;
+        match body.flatten() {
+            None => Ok(None),
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| StoreError::corrupt(id, "interrupt request", e)),
+        }
+    }
+
+    fn clear_interrupt(&self, id: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute("UPDATE runs SET interrupt = NULL WHERE id = ?1", [id])
+            .map_err(db("clearing an interrupt request"))?;
+        Ok(())
+    }
+}
