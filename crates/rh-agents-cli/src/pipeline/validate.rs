@@ -26,7 +26,8 @@ pub fn parse(text: &str, file: &Path) -> Result<Pipeline, Vec<Diagnostic>> {
         Ok(raw) => raw,
         Err(e) => {
             let span = e.span().unwrap_or(0..0);
-            return Err(vec![src.at(&span, e.message().trim_end())]);
+            let message = e.message().trim_end().replace('\n', "; ");
+            return Err(vec![src.at(&span, message)]);
         }
     };
     let dir = file.parent().unwrap_or_else(|| Path::new(""));
