@@ -696,3 +696,87 @@ impl Validator<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(text: &str) -> Pipeline {
+        parse(text, Path::new("p.toml")).unwrap_or_else(|d| panic!("{d:?}"))
+    }
+
+    #[test]
+    fn step_retry_settings_fall_back_field_by_field_to_defaults() {
+        let p = pipeline(
+            r#"name = "x"
+[defaults]
+timeout = "5s"
+retry = { strategy = "linear", base = "200ms", max_attempts = 5, jitter = false }
+[[steps]]
+name = "a"
+kind = "command"
+program = "true"
+retry = { max_attempts = 2, jitter = 0.1 }
+[[steps]]
+name = "b"
+kind = "command"
+program = "true"
+retry = false
+timeout = "1s"
+"#,
+        );
+        let a = &p.steps[0].retry;
+        assert_eq!(a.backoff(), Backoff::Linear);
+        assert_eq!(a.initial_delay(), Duration::from_millis(200));
+        assert_eq!(a.max_attempts(), 2);
+        assert!((a.jitter() - 0.1).abs() < f64::EPSILON);
+        assert_eq!(a.attempt_timeout(), Some(Duration::from_secs(5)));
+        let b = &p.steps[1].retry;
+        assert!(!b.is_enabled());
+        assert_eq!(b.max_attempts(), 1);
+        assert_eq!(b.attempt_timeout(), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn without_settings_the_library_defaults_apply() {
+        let p = pipeline(
+            "name = \"x\"\n[[steps]]\nname = \"a\"\nkind = \"command\"\nprogram = \"true\"\n",
+        );
+        let d = RetryPolicy::default();
+        let a = &p.steps[0].retry;
+        assert_eq!(a.max_attempts(), d.max_attempts());
+        assert_eq!(a.initial_delay(), d.initial_delay());
+        assert_eq!(a.max_delay(), d.max_delay());
+        assert_eq!(a.attempt_timeout(), None);
+    }
+
+    #[test]
+    fn children_of_parallel_steps_may_use_earlier_steps_only() {
+        let err = parse(
+            r#"name = "x"
+[[steps]]
+name = "a"
+kind = "command"
+program = "true"
+[[steps]]
+name = "fan"
+kind = "parallel"
+steps = [
+  { name = "b", kind = "command", program = "echo", args = ["{{ steps.a.stdout }}"] },
+  { name = "c", kind = "command", program = "echo", args = ["{{ steps.b.stdout }}"] },
+  { name = "d", kind = "command", program = "echo", args = ["{{ steps.fan.b.stdout }}"] },
+]
+"#,
+            Path::new("p.toml"),
+        )
+        .unwrap_err();
+        let messages: Vec<String> = err.iter().map(ToString::to_string).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(messages[0].starts_with("p.toml:11:"), "{messages:?}");
+        assert!(messages[0].contains("same parallel step"), "{messages:?}");
+        assert!(
+            messages[1].contains("cannot use its output"),
+            "{messages:?}"
+        );
+    }
+}
