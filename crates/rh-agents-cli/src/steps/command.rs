@@ -1,0 +1,272 @@
+//! `command` steps: a child process with captured output.
+//!
+//! The child runs in its own process group, so that stopping it also stops what it started
+//! (`sh -c "a | b"`). On an interrupt the group gets SIGTERM, then SIGKILL after
+//! [`TERM_GRACE`]; when the attempt is dropped (attempt timeout, fail-fast group) the group
+//! gets SIGKILL at once. A child that exits normally leaves its background processes alone,
+//! but their hold on stdout/stderr is cut after [`PIPE_DRAIN`].
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use rh_agents::{Actor, BoxError, Ctx, ErrorExt};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+use tokio::task::JoinHandle;
+
+use super::{interrupted, tail, StepError};
+use crate::pipeline::{CommandSpec, Outputs};
+
+/// How long a child has to exit after SIGTERM before it gets SIGKILL.
+pub const TERM_GRACE: Duration = Duration::from_secs(2);
+/// How long output is still read after the child exited (a background process it started may
+/// keep the pipe open).
+pub const PIPE_DRAIN: Duration = Duration::from_millis(500);
+/// At most this much of each stream is kept.
+pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
+
+/// A command with its templates rendered: the recorded input of the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandInput {
+    /// The program.
+    pub program: String,
+    /// Its arguments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+    /// Extra environment variables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// The working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cwd: Option<PathBuf>,
+    /// Text for standard input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdin: Option<String>,
+}
+
+/// What a successful command produced: the recorded result of the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandOutput {
+    /// Standard output (lossy UTF-8).
+    pub stdout: String,
+    /// Standard error (lossy UTF-8).
+    pub stderr: String,
+    /// The exit code (0).
+    pub exit_code: i32,
+}
+
+/// Renders a command's templates.
+///
+/// # Errors
+///
+/// A referenced output is missing.
+pub fn render(spec: &CommandSpec, outputs: &Outputs) -> Result<CommandInput, String> {
+    Ok(CommandInput {
+        program: spec.program.render(outputs)?,
+        args: spec
+            .args
+            .iter()
+            .map(|a| a.render(outputs))
+            .collect::<Result<_, _>>()?,
+        env: spec
+            .env
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.render(outputs)?)))
+            .collect::<Result<_, String>>()?,
+        cwd: spec.cwd.clone(),
+        stdin: spec.stdin.as_ref().map(|s| s.render(outputs)).transpose()?,
+    })
+}
+
+/// The actor of a command step (without its retry policy).
+pub fn actor(name: &str, spec: &CommandSpec) -> Actor<CommandInput, CommandOutput> {
+    let retryable: Option<Arc<[i32]>> = spec.retryable_exit_codes.as_deref().map(Arc::from);
+    let step: Arc<str> = Arc::from(name);
+    Actor::tool(name, move |input: CommandInput, ctx: Ctx| {
+        let retryable = retryable.clone();
+        let step = Arc::clone(&step);
+        async move { run(input, &ctx, &step, retryable.as_deref()).await }
+    })
+    .description("runs a command")
+}
+
+/// Sends signals to the child's process group; SIGKILL when dropped while armed.
+struct Group(Option<Pid>);
+
+impl Group {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+
+    fn signal(&self, signal: Signal) {
+        if let Some(pgid) = self.0 {
+            // The group may be gone already (ESRCH): nothing left to stop.
+            let _ = killpg(pgid, signal);
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.signal(Signal::SIGKILL);
+    }
+}
+
+/// A task reading one stream into a shared buffer, aborted when dropped.
+struct Reader {
+    buffer: Arc<Mutex<Vec<u8>>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Reader {
+    fn spawn<R: AsyncRead + Unpin + Send + 'static>(stream: Option<R>) -> Reader {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let task = stream.map(|mut stream| {
+            let sink = Arc::clone(&buffer);
+            tokio::spawn(async move {
+                let mut chunk = vec![0u8; 8192];
+                while let Ok(n) = stream.read(&mut chunk).await {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut buf = sink.lock().unwrap_or_else(PoisonError::into_inner);
+                    let room = MAX_CAPTURE.saturating_sub(buf.len());
+                    buf.extend_from_slice(&chunk[..n.min(room)]);
+                }
+            })
+        });
+        Reader { buffer, task }
+    }
+
+    async fn finish(&mut self) -> String {
+        if let Some(task) = &mut self.task {
+            if tokio::time::timeout(PIPE_DRAIN, task).await.is_err() {
+                // A background process still holds the pipe: keep what was read.
+                self.stop();
+            }
+            self.task = None;
+        }
+        let buf = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    fn stop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn spawn_error(program: &str, e: &io::Error) -> BoxError {
+    let message = match e.kind() {
+        io::ErrorKind::NotFound => format!("cannot run `{program}`: program not found"),
+        io::ErrorKind::PermissionDenied => format!("cannot run `{program}`: permission denied"),
+        _ => format!("cannot run `{program}`: {e}"),
+    };
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => {
+            StepError(message).permanent().into()
+        }
+        _ => StepError(message).transient().into(),
+    }
+}
+
+async fn run(
+    input: CommandInput,
+    ctx: &Ctx,
+    step: &str,
+    retryable: Option<&[i32]>,
+) -> Result<CommandOutput, BoxError> {
+    let mut cmd = Command::new(&input.program);
+    cmd.args(&input.args)
+        .envs(&input.env)
+        .env("RH_AGENTS_RUN_ID", ctx.state().id())
+        .env("RH_AGENTS_STEP", step)
+        .env("RH_AGENTS_ADDRESS", ctx.address().as_str())
+        .env("RH_AGENTS_ATTEMPT", (ctx.attempt() + 1).to_string())
+        .stdin(if input.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &input.cwd {
+        cmd.current_dir(dir);
+    }
+    let mut child = cmd.spawn().map_err(|e| spawn_error(&input.program, &e))?;
+    let group = Group(
+        child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw),
+    );
+    if let (Some(mut pipe), Some(text)) = (child.stdin.take(), input.stdin) {
+        tokio::spawn(async move {
+            // A child that exits without reading its input closes the pipe: not an error.
+            let _ = pipe.write_all(text.as_bytes()).await;
+        });
+    }
+    let mut stdout = Reader::spawn(child.stdout.take());
+    let mut stderr = Reader::spawn(child.stderr.take());
+
+    let status = tokio::select! {
+        status = child.wait() => status.map_err(|e| {
+            StepError(format!("waiting for `{}` failed: {e}", input.program)).transient()
+        })?,
+        () = ctx.interrupted() => {
+            group.signal(Signal::SIGTERM);
+            if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
+                group.signal(Signal::SIGKILL);
+                let _ = child.wait().await;
+            }
+            return Err(interrupted(ctx).into());
+        }
+    };
+    // Exited normally: what it left running in the background is its business.
+    group.disarm();
+    let stdout = stdout.finish().await;
+    let stderr = stderr.finish().await;
+    match status.code() {
+        Some(0) => Ok(CommandOutput {
+            stdout,
+            stderr,
+            exit_code: 0,
+        }),
+        Some(code) => {
+            let mut message = format!("`{}` exited with code {code}", input.program);
+            let last = tail(&stderr, 3, 300);
+            if !last.is_empty() {
+                message.push_str(": ");
+                message.push_str(&last);
+            }
+            match retryable {
+                Some(codes) if !codes.contains(&code) => {
+                    message.push_str(" (exit code not in retryable_exit_codes)");
+                    Err(StepError(message).permanent().into())
+                }
+                _ => Err(StepError(message).into()),
+            }
+        }
+        None => {
+            let signal = status.signal().unwrap_or_default();
+            Err(StepError(format!("`{}` was killed by signal {signal}", input.program)).into())
+        }
+    }
+}

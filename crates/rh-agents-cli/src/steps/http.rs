@@ -1,0 +1,149 @@
+//! `http` steps: one request per attempt.
+//!
+//! A 2xx response succeeds. 5xx, 429 and errors reaching the server (connection refused,
+//! reset, timed out) are transient and honour a `Retry-After: SECONDS` header; other
+//! statuses are permanent: retrying a 404 cannot help.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rh_agents::{Actor, BoxError, Ctx, ErrorExt};
+use serde::{Deserialize, Serialize};
+
+use super::{head, interrupted, StepError};
+use crate::pipeline::{HttpSpec, Outputs};
+
+/// A request with its templates rendered: the recorded input of the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpInput {
+    /// The method, upper case.
+    pub method: String,
+    /// The URL.
+    pub url: String,
+    /// Request headers.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// The request body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+}
+
+/// A successful response: the recorded result of the call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HttpOutput {
+    /// The status code (2xx).
+    pub status: u16,
+    /// Response headers (names in lower case; repeated headers joined with `, `).
+    pub headers: BTreeMap<String, String>,
+    /// The body (lossy UTF-8).
+    pub body: String,
+}
+
+/// Renders a request's templates.
+///
+/// # Errors
+///
+/// A referenced output is missing.
+pub fn render(spec: &HttpSpec, outputs: &Outputs) -> Result<HttpInput, String> {
+    Ok(HttpInput {
+        method: spec.method.clone(),
+        url: spec.url.render(outputs)?,
+        headers: spec
+            .headers
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.render(outputs)?)))
+            .collect::<Result<_, String>>()?,
+        body: spec.body.as_ref().map(|b| b.render(outputs)).transpose()?,
+    })
+}
+
+/// The actor of an http step (without its retry policy).
+pub fn actor(name: &str, client: reqwest::Client) -> Actor<HttpInput, HttpOutput> {
+    Actor::tool(name, move |input: HttpInput, ctx: Ctx| {
+        let client = client.clone();
+        async move {
+            tokio::select! {
+                result = send(&client, input) => result,
+                () = ctx.interrupted() => Err(interrupted(&ctx).into()),
+            }
+        }
+    })
+    .description("sends an HTTP request")
+}
+
+/// `error: cause: root cause` for a reqwest error (its `Display` leaves the causes out).
+fn chain(e: &reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn transport(e: &reqwest::Error) -> BoxError {
+    let error = StepError(chain(e));
+    if e.is_builder() {
+        error.permanent().into()
+    } else {
+        error.transient().into()
+    }
+}
+
+async fn send(client: &reqwest::Client, input: HttpInput) -> Result<HttpOutput, BoxError> {
+    let method = reqwest::Method::from_bytes(input.method.as_bytes()).map_err(|_| {
+        StepError(format!("\"{}\" is not an HTTP method", input.method)).permanent()
+    })?;
+    let url = reqwest::Url::parse(&input.url)
+        .map_err(|e| StepError(format!("invalid url \"{}\": {e}", input.url)).permanent())?;
+    let mut request = client.request(method, url);
+    for (name, value) in &input.headers {
+        request = request.header(name, value);
+    }
+    if let Some(body) = input.body {
+        request = request.body(body);
+    }
+    let response = request.send().await.map_err(|e| transport(&e))?;
+    let status = response.status();
+    let mut headers: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in response.headers() {
+        let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        headers
+            .entry(name.as_str().to_owned())
+            .and_modify(|v| {
+                v.push_str(", ");
+                v.push_str(&value);
+            })
+            .or_insert(value);
+    }
+    let retry_after = headers
+        .get("retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = response.text().await.map_err(|e| transport(&e))?;
+    if status.is_success() {
+        return Ok(HttpOutput {
+            status: status.as_u16(),
+            headers,
+            body,
+        });
+    }
+    let mut message = format!("HTTP {status}");
+    let snippet = head(&body, 200);
+    if !snippet.is_empty() {
+        message.push_str(": ");
+        message.push_str(&snippet);
+    }
+    let error = StepError(message);
+    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        let marked = error.transient();
+        Err(match retry_after {
+            Some(after) => marked.with_retry_after(after).into(),
+            None => marked.into(),
+        })
+    } else {
+        Err(error.permanent().into())
+    }
+}
