@@ -54,7 +54,7 @@ fn serve(stream: TcpStream, flaky_calls: &mut u64) -> std::io::Result<()> {
     let (status, extra, text) = match (method, path) {
         ("GET", "/flaky") => {
             *flaky_calls += 1;
-            if *flaky_calls % 3 == 0 {
+            if (*flaky_calls).is_multiple_of(3) {
                 ("200 OK", "", format!("token-{}", *flaky_calls / 3))
             } else {
                 (

@@ -1,27 +1,29 @@
-//! The command line: `rh-agents run FILE [--json] [--timeout DUR] [--tag T]...`.
+//! The command line: `rh-agents run | resume | interrupt | runs | show | export | import`.
 //!
-//! Glue only: parse arguments, load the pipeline, build the state with its observers, run,
-//! report, and map the outcome to an [`Exit`] code.
+//! Glue only: the arguments (clap) and the dispatch to [`crate::commands`].
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use rh_agents::observe::jsonl::JsonLines;
-use rh_agents::observe::printer::Printer;
-use rh_agents::{Event, ExecutionState, Subscriber};
+use rh_agents::store::RunStatus;
+use rh_agents::InterruptReason;
 
+use crate::commands;
 use crate::exit::Exit;
-use crate::output::{line, To};
-use crate::pipeline::{self, parse_duration, LoadError};
-use crate::run::{self, RunOptions, RunOutcome, RunStatus};
-use crate::signals;
+use crate::pipeline::parse_duration;
 
-/// Run pipelines of commands and HTTP requests with retries, backoff and instant interrupts.
+/// Where runs are kept unless `--store` says otherwise (relative to the working directory).
+pub const DEFAULT_STORE: &str = ".rh-agents/state.db";
+
+/// Run pipelines of commands and HTTP requests with retries, backoff and instant interrupts;
+/// stop them from anywhere and resume them.
 #[derive(Debug, Parser)]
 #[command(name = "rh-agents", version, about, long_about = None)]
 pub struct Cli {
+    /// The state store (an SQLite file, created if missing).
+    #[arg(long, global = true, env = "RH_AGENTS_STORE", value_name = "PATH")]
+    pub store: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -30,15 +32,25 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a pipeline file.
+    /// Run a pipeline file; its state is saved to the store as it runs.
     Run(RunArgs),
+    /// Continue an interrupted, failed or crashed run; completed steps are not run again.
+    Resume(ResumeArgs),
+    /// Ask a running run to stop (from any terminal or machine sharing the store).
+    Interrupt(InterruptArgs),
+    /// List the runs in the store, newest first.
+    Runs(RunsArgs),
+    /// Show a run's history as a tree, with its summary.
+    Show(ShowArgs),
+    /// Write a run to a JSON file (with its artifacts).
+    Export(ExportArgs),
+    /// Read a run from a JSON file written by `export`.
+    Import(ImportArgs),
 }
 
-/// `rh-agents run`.
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// The pipeline file (TOML).
-    pub file: PathBuf,
+/// How a run is shown while it runs.
+#[derive(Debug, Clone, Args)]
+pub struct Watch {
     /// Write every event as a JSON line to stdout instead of the tree (the summary and run id
     /// go to stderr).
     #[arg(long)]
@@ -46,124 +58,122 @@ pub struct RunArgs {
     /// Interrupt the run after this long (e.g. "30s", "5m"); exits with code 3.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+}
+
+/// `rh-agents run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline file (TOML).
+    pub file: PathBuf,
+    /// Output and time limit.
+    #[command(flatten)]
+    pub watch: Watch,
     /// A label for the run (repeatable).
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
 }
 
-/// Parses the arguments, runs, and returns the exit code. Usage errors exit with 2 (clap).
-pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Run(args) => run_command(&args).into(),
-    }
+/// `rh-agents resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run's id (see `rh-agents runs`).
+    pub run_id: String,
+    /// Output and time limit.
+    #[command(flatten)]
+    pub watch: Watch,
 }
 
-/// `rh-agents run`: load, run, report.
-pub fn run_command(args: &RunArgs) -> Exit {
-    let pipeline = match pipeline::load(&args.file) {
-        Ok(p) => p,
-        Err(LoadError::Invalid(diagnostics)) => {
-            for d in &diagnostics {
-                line(To::Stderr, &format!("error: {d}"));
-            }
-            return Exit::BadInput;
-        }
-        Err(e @ LoadError::Read { .. }) => {
-            line(To::Stderr, &format!("error: {e}"));
-            return Exit::BadInput;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            line(To::Stderr, &format!("error: cannot start the runtime: {e}"));
-            return Exit::Internal;
-        }
-    };
-    let options = RunOptions {
-        tags: args.tags.clone(),
-    };
-    runtime.block_on(async {
-        let printer = (!args.json).then(|| Arc::new(Printer::builder().detail(true).stdout()));
-        let builder = match &printer {
-            Some(printer) => {
-                let printer = Arc::clone(printer);
-                run::state_builder().subscriber(move |e: &Event| {
-                    // A failed write (closed stdout) must not stop the run.
-                    let _ = printer.on_event(e);
-                })
-            }
-            None => run::state_builder().subscriber(JsonLines::stdout()),
-        };
-        let state = builder.build();
-        if let Some(after) = args.timeout {
-            if let Err(e) = state.set_timeout(after) {
-                line(To::Stderr, &format!("error: {e}"));
-                return Exit::Internal;
-            }
-        }
-        let listener = match signals::install(&state) {
-            Ok(task) => task,
-            Err(e) => {
-                line(
-                    To::Stderr,
-                    &format!("error: cannot listen for signals: {e}"),
-                );
-                return Exit::Internal;
-            }
-        };
-        let outcome = run::run_pipeline(&state, &pipeline, &options).await;
-        listener.abort();
-        match outcome {
-            Ok(outcome) => report(&state, &outcome, printer.as_deref()),
-            Err(e) => {
-                line(To::Stderr, &format!("error: {e}"));
-                Exit::Internal
-            }
-        }
+/// `rh-agents interrupt`.
+#[derive(Debug, Args)]
+pub struct InterruptArgs {
+    /// The run's id.
+    pub run_id: String,
+    /// Why: user_cancelled, timeout, resource_limit, error_threshold, priority_override,
+    /// system_shutdown or custom.
+    #[arg(long, default_value = "user_cancelled", value_parser = parse_reason)]
+    pub reason: InterruptReason,
+    /// A message for whoever reads the run.
+    #[arg(long)]
+    pub message: Option<String>,
+}
+
+/// `rh-agents runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only runs with this status (running, paused, completed, failed, interrupted).
+    #[arg(long, value_parser = parse_status)]
+    pub status: Option<RunStatus>,
+    /// Only runs with this tag (repeatable: all must be present).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only runs of this pipeline.
+    #[arg(long)]
+    pub pipeline: Option<String>,
+    /// At most this many runs.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// A JSON array instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rh-agents show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The run's id.
+    pub run_id: String,
+    /// The whole snapshot as JSON instead of the tree.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `rh-agents export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run's id.
+    pub run_id: String,
+    /// The file to write (default: `<RUN_ID>.json`).
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+/// `rh-agents import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A file written by `rh-agents export`.
+    pub file: PathBuf,
+}
+
+fn parse_reason(text: &str) -> Result<InterruptReason, String> {
+    serde_json::from_value(serde_json::Value::from(text)).map_err(|_| {
+        format!(
+            "unknown reason {text:?}; use one of user_cancelled, timeout, resource_limit, \
+             error_threshold, priority_override, system_shutdown, custom"
+        )
     })
 }
 
-/// Prints the summary, how the run ended and its id; returns the exit code.
-fn report(
-    state: &ExecutionState,
-    outcome: &RunOutcome,
-    printer: Option<&Printer<std::io::Stdout>>,
-) -> Exit {
-    let summary = state.summary();
-    let to = match printer {
-        Some(printer) => {
-            let _ = printer.print_summary(&summary);
-            To::Stdout
-        }
-        None => {
-            line(To::Stderr, summary.render(false, true).trim_end());
-            To::Stderr
-        }
+fn parse_status(text: &str) -> Result<RunStatus, String> {
+    RunStatus::parse(text).ok_or_else(|| {
+        format!(
+            "unknown status {text:?}; use one of running, paused, completed, failed, interrupted"
+        )
+    })
+}
+
+/// Parses the arguments, runs the command, and returns the exit code. Usage errors exit
+/// with 2 (clap).
+pub fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let store = commands::StoreArg::new(cli.store);
+    let exit: Exit = match &cli.command {
+        Command::Run(args) => commands::launch::run(&store, args),
+        Command::Resume(args) => commands::launch::resume(&store, args),
+        Command::Interrupt(args) => commands::interrupt::interrupt(&store, args),
+        Command::Runs(args) => commands::inspect::runs(&store, args),
+        Command::Show(args) => commands::inspect::show(&store, args),
+        Command::Export(args) => commands::transfer::export(&store, args),
+        Command::Import(args) => commands::transfer::import(&store, args),
     };
-    match &outcome.status {
-        RunStatus::Completed => line(to, "run completed"),
-        RunStatus::Failed { step, message } => {
-            line(
-                To::Stderr,
-                &format!("error: step \"{step}\" failed: {message}"),
-            );
-        }
-        RunStatus::Interrupted { step, signal } => {
-            let mut text = format!("run interrupted ({})", signal.reason);
-            if let Some(message) = &signal.message {
-                text.push_str(&format!(": {message}"));
-            }
-            if let Some(step) = step {
-                text.push_str(&format!(" at step \"{step}\""));
-            }
-            line(to, &text);
-        }
-    }
-    line(to, &format!("run id: {}", outcome.run_id));
-    outcome.exit()
+    exit.into()
 }

@@ -9,9 +9,11 @@
 //! - [`run`] runs a validated pipeline in an [`rh_agents::ExecutionState`] built by the
 //!   caller and reports a [`run::RunOutcome`];
 //! - [`signals`] turns Ctrl-C and SIGTERM into interrupts; [`exit`] holds the exit codes;
-//! - [`cli`] is the command line (clap) that ties them together.
+//! - [`commands`] holds each subcommand (run/resume on a durable SQLite store, interrupt,
+//!   runs, show, export, import); [`cli`] is the command line (clap) that ties them together.
 
 pub mod cli;
+pub mod commands;
 pub mod exit;
 mod output;
 pub mod pipeline;

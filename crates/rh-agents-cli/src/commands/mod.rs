@@ -1,0 +1,76 @@
+//! What each subcommand does. Every command opens the store the same way and turns store
+//! errors into the same exit codes.
+
+pub mod inspect;
+pub mod interrupt;
+pub mod launch;
+pub mod transfer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use rh_agents::store::{SqliteStore, StateStore, StoreError};
+
+use crate::cli::DEFAULT_STORE;
+use crate::exit::Exit;
+use crate::output::{line, To};
+
+/// The `--store` argument: the path, and whether the user gave it (hints repeat it then).
+#[derive(Debug, Clone)]
+pub struct StoreArg {
+    path: PathBuf,
+    explicit: bool,
+}
+
+impl StoreArg {
+    /// The store at `path`, or the default one.
+    pub fn new(path: Option<PathBuf>) -> Self {
+        match path {
+            Some(path) => Self {
+                path,
+                explicit: true,
+            },
+            None => Self {
+                path: PathBuf::from(DEFAULT_STORE),
+                explicit: false,
+            },
+        }
+    }
+
+    /// Opens the store, reporting a failure.
+    ///
+    /// # Errors
+    ///
+    /// The exit code for the failure, which has been reported on stderr.
+    pub fn open(&self) -> Result<Arc<dyn StateStore>, Exit> {
+        match SqliteStore::open(&self.path) {
+            Ok(store) => Ok(Arc::new(store)),
+            Err(e) => Err(fail(&e)),
+        }
+    }
+
+    /// ` --store PATH` when the user gave one, for commands printed as hints.
+    pub fn hint(&self) -> String {
+        if self.explicit {
+            format!(" --store {}", self.path.display())
+        } else {
+            String::new()
+        }
+    }
+}
+
+/// Reports a store error and picks its exit code: what the user can fix (an unknown id, a
+/// run held by another process, a bad file) is bad input; the rest is internal.
+pub fn fail(e: &StoreError) -> Exit {
+    line(To::Stderr, &format!("error: {e}"));
+    match e {
+        StoreError::NotFound { .. }
+        | StoreError::AlreadyExists { .. }
+        | StoreError::Locked { .. }
+        | StoreError::Malformed { .. }
+        | StoreError::IncompatibleVersion { .. }
+        | StoreError::ForeignStore { .. }
+        | StoreError::Io { .. } => Exit::BadInput,
+        _ => Exit::Internal,
+    }
+}
