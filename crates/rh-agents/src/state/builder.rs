@@ -9,18 +9,18 @@ use serde_json::Value;
 
 use super::persist::RunRecord;
 use super::{ExecutionState, Settings, StateInner};
-use crate::event::Event;
-use crate::store::durable::Durable;
-use crate::store::replay::Replay;
-use crate::store::{ReplayMode, RunInfo, RunMetadata, RunStatus, Snapshot, StateStore, StoreError};
 use crate::actor::ActorKind;
 use crate::address::{Address, Node};
 use crate::bus::{Bus, Subscriber};
+use crate::event::Event;
 use crate::history::Journal;
 use crate::interrupt::wait::Interrupts;
 use crate::interrupt::InterruptChecker;
 use crate::retry::{RandomSource, RetryConfig, RetryPolicy, ThreadRandom};
 use crate::storage::Storage;
+use crate::store::durable::Durable;
+use crate::store::replay::Replay;
+use crate::store::{ReplayMode, RunInfo, RunMetadata, RunStatus, Snapshot, StateStore, StoreError};
 
 /// How often external checkers are polled while something waits, by default.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
@@ -170,7 +170,10 @@ impl ExecutionStateBuilder {
 
     /// Builds the state (in memory; see [`start`](Self::start) for a durable one).
     pub fn build(self) -> ExecutionState {
-        let id = self.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let id = self
+            .id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let metadata = self.metadata.clone();
         let run = RunRecord::new(
             crate::serde_time::now(),
@@ -189,7 +192,10 @@ impl ExecutionStateBuilder {
     /// [`StoreError::AlreadyExists`] when a run with the chosen id exists;
     /// [`StoreError::Locked`] when another writer holds that id; the store's failures.
     pub fn start(self, store: Arc<dyn StateStore>) -> Result<ExecutionState, StoreError> {
-        let id = self.id.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let id = self
+            .id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let lock = store.lock_writer(&id)?;
         let created_at = crate::serde_time::now();
         store.create(&RunInfo {
@@ -233,8 +239,12 @@ impl ExecutionStateBuilder {
         store.clear_interrupt(id)?;
         store.set_status(id, RunStatus::Running)?;
         let durable = Arc::new(Durable::new(store, id.to_owned(), lock));
-        Ok(self
-            .assemble(id.to_owned(), run, restored.with_replay(replay), Some(durable)))
+        Ok(self.assemble(
+            id.to_owned(),
+            run,
+            restored.with_replay(replay),
+            Some(durable),
+        ))
     }
 
     /// Builds an in-memory state from a snapshot (no store): its history and storage are
@@ -246,7 +256,11 @@ impl ExecutionStateBuilder {
     /// [`StoreError::IncompatibleVersion`], [`StoreError::Corrupt`] for a snapshot that
     /// cannot be resumed; for [`ReplayMode::FromAddress`], `NotFound` when the address is not
     /// in its history.
-    pub fn restore(self, snapshot: Snapshot, mode: ReplayMode) -> Result<ExecutionState, StoreError> {
+    pub fn restore(
+        self,
+        snapshot: Snapshot,
+        mode: ReplayMode,
+    ) -> Result<ExecutionState, StoreError> {
         snapshot.schema_version.check()?;
         snapshot.check_ids()?;
         let id = snapshot.state_id.clone();

@@ -346,21 +346,30 @@ impl ExecutionState {
 
     /// Appends a record to the history and delivers it.
     pub(crate) fn record(&self, event: Event) -> Arc<Event> {
-        let event = self.inner.journal.append(event, &self.inner.bus, false, true);
+        let event = self
+            .inner
+            .journal
+            .append(event, &self.inner.bus, false, true);
         self.check_store();
         event
     }
 
     /// Appends a call's final record (the call stops counting as running).
     pub(crate) fn record_final(&self, event: Event) -> Arc<Event> {
-        let event = self.inner.journal.append(event, &self.inner.bus, true, true);
+        let event = self
+            .inner
+            .journal
+            .append(event, &self.inner.bus, true, true);
         self.check_store();
         event
     }
 
     /// Appends a replayed record, published only when the replay mode asks for it.
     pub(crate) fn record_replayed(&self, event: Event, publish: bool) -> Arc<Event> {
-        let event = self.inner.journal.append(event, &self.inner.bus, false, publish);
+        let event = self
+            .inner
+            .journal
+            .append(event, &self.inner.bus, false, publish);
         self.check_store();
         event
     }

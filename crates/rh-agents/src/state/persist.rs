@@ -10,8 +10,8 @@ use parking_lot::Mutex;
 use super::ExecutionState;
 use crate::error::Error;
 use crate::store::{
-    ArtifactRef, Mismatch, ReplayMode, RunMetadata, RunStatus, SchemaVersion, Snapshot,
-    StateStore, StoreError,
+    ArtifactRef, Mismatch, ReplayMode, RunMetadata, RunStatus, SchemaVersion, Snapshot, StateStore,
+    StoreError,
 };
 
 /// The run's header, status and artifacts.

@@ -41,7 +41,8 @@ impl Durable {
     pub(crate) fn write(&self, event: &Arc<Event>) {
         let mut unsaved = self.unsaved.lock();
         let written = if unsaved.is_empty() {
-            self.store.append_events(&self.id, std::slice::from_ref(event))
+            self.store
+                .append_events(&self.id, std::slice::from_ref(event))
         } else {
             unsaved.push(Arc::clone(event));
             let written = self.store.append_events(&self.id, &unsaved);

@@ -119,7 +119,11 @@ impl StoreError {
 
     // By value, so call sites can pass an error straight from `map_err`.
     #[allow(clippy::needless_pass_by_value)]
-    pub(crate) fn corrupt(id: &str, record: impl Into<String>, reason: impl std::fmt::Display) -> Self {
+    pub(crate) fn corrupt(
+        id: &str,
+        record: impl Into<String>,
+        reason: impl std::fmt::Display,
+    ) -> Self {
         Self::Corrupt {
             id: id.to_owned(),
             record: record.into(),

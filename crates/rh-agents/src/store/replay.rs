@@ -56,7 +56,11 @@ pub(crate) struct Replay {
 
 impl Replay {
     /// Plans replay over a restored history.
-    pub(crate) fn new(id: &str, events: &[Arc<Event>], mode: ReplayMode) -> Result<Self, StoreError> {
+    pub(crate) fn new(
+        id: &str,
+        events: &[Arc<Event>],
+        mode: ReplayMode,
+    ) -> Result<Self, StoreError> {
         let cutoff = match &mode {
             ReplayMode::FromAddress(address) => events
                 .iter()
@@ -70,8 +74,10 @@ impl Replay {
         for event in &events[..cutoff] {
             // A RECOVERED record carries the result too, so a run resumed several times
             // still finds what to replay whichever record came last.
-            let completed = matches!(event.status, EventStatus::Completed | EventStatus::Recovered)
-                && event.is_final
+            let completed = matches!(
+                event.status,
+                EventStatus::Completed | EventStatus::Recovered
+            ) && event.is_final
                 && !matches!(event.kind, ActorKind::Group | ActorKind::Task)
                 && (event.result.is_some() || event.artifact.is_some());
             if completed {

@@ -25,8 +25,8 @@ use serde_json::Value;
 
 use super::artifact::{is_sha256_hex, sha256_hex};
 use super::{
-    ArtifactRef, ListFilter, RunInfo, RunMetadata, RunStatus, SchemaVersion, Snapshot,
-    StateStore, StoreError, WriteLock,
+    ArtifactRef, ListFilter, RunInfo, RunMetadata, RunStatus, SchemaVersion, Snapshot, StateStore,
+    StoreError, WriteLock,
 };
 use crate::event::Event;
 use crate::interrupt::InterruptSignal;
@@ -481,7 +481,10 @@ impl StateStore for SqliteStore {
                     return Err(StoreError::corrupt(
                         id,
                         record,
-                        format!("expected record #{} here: records are missing", events.len()),
+                        format!(
+                            "expected record #{} here: records are missing",
+                            events.len()
+                        ),
                     ));
                 }
                 let body: String = row
