@@ -603,6 +603,11 @@ impl StateStore for SqliteStore {
         let tx = conn.transaction().map_err(db("deleting a run"))?;
         let existed = Self::delete_rows(&tx, id)?;
         tx.commit().map_err(db("deleting a run"))?;
+        if let Some(lock) = self.lock_file(id) {
+            // Removed while we hold it, so no writer can be using it; a leftover file is
+            // harmless, so a failure is ignored.
+            let _ = std::fs::remove_file(lock);
+        }
         Ok(existed)
     }
 
