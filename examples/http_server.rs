@@ -5,7 +5,14 @@
 //! - `POST /echo` answers `200` with the request body.
 //! - anything else is `404`.
 //!
-//! Run it in one terminal, then the pipeline in another:
+//! Either let it run the pipeline itself (the server in a thread, then `rh-agents run` on
+//! `http.toml`):
+//!
+//! ```text
+//! cargo run -p rh-agents-cli --example http_server -- --run
+//! ```
+//!
+//! or run it in one terminal and the pipeline in another:
 //!
 //! ```text
 //! cargo run -p rh-agents-cli --example http_server          # listens on 127.0.0.1:8080
@@ -16,10 +23,30 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 
-fn main() -> std::io::Result<()> {
-    let port = std::env::args().nth(1).unwrap_or_else(|| "8080".to_owned());
+fn main() -> std::io::Result<std::process::ExitCode> {
+    let arg = std::env::args().nth(1);
+    if arg.as_deref() == Some("--run") {
+        // The port the pipeline file names.
+        let listener = TcpListener::bind("127.0.0.1:8080")?;
+        std::thread::spawn(move || listen(&listener));
+        let pipeline = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/pipelines/http.toml"
+        );
+        return Ok(rh_agents_cli::cli::main_from([
+            "rh-agents",
+            "run",
+            pipeline,
+        ]));
+    }
+    let port = arg.unwrap_or_else(|| "8080".to_owned());
     let listener = TcpListener::bind(format!("127.0.0.1:{port}"))?;
     println!("listening on http://127.0.0.1:{port} (Ctrl-C to stop)");
+    listen(&listener)?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+fn listen(listener: &TcpListener) -> std::io::Result<()> {
     let mut flaky_calls = 0u64;
     for stream in listener.incoming() {
         let stream = stream?;

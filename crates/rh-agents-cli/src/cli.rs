@@ -161,10 +161,20 @@ fn parse_status(text: &str) -> Result<RunStatus, String> {
     })
 }
 
-/// Parses the arguments, runs the command, and returns the exit code. Usage errors exit
-/// with 2 (clap).
+/// Parses the process's arguments, runs the command, and returns the exit code. Usage errors
+/// exit with 2 (clap).
 pub fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    main_from(std::env::args_os())
+}
+
+/// [`main`] with the given arguments (the first is the program name), for programs that
+/// embed the command.
+pub fn main_from<I, T>(args: I) -> std::process::ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = Cli::parse_from(args);
     let store = commands::StoreArg::new(cli.store);
     let exit: Exit = match &cli.command {
         Command::Run(args) => commands::launch::run(&store, args),
