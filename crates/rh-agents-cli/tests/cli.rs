@@ -15,7 +15,14 @@ use nix::unistd::Pid;
 
 fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_rh-agents"));
-    cmd.env("NO_COLOR", "1").env_remove("CLICOLOR_FORCE");
+    // One store for this test binary, outside the source tree: the tests' runs share it, as
+    // concurrent runs share a real store.
+    let store = std::env::temp_dir()
+        .join(format!("rh-agents-cli-tests-{}", std::process::id()))
+        .join("state.db");
+    cmd.env("NO_COLOR", "1")
+        .env_remove("CLICOLOR_FORCE")
+        .env("RH_AGENTS_STORE", store);
     cmd
 }
 

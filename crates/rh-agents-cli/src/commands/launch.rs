@@ -69,8 +69,14 @@ pub fn resume(store: &StoreArg, args: &ResumeArgs) -> Exit {
         Err(e) => return fail(&e),
     };
     if snapshot.status == rh_agents::store::RunStatus::Completed {
+        // With --json, stdout carries JSON lines only.
+        let to = if args.watch.json {
+            To::Stderr
+        } else {
+            To::Stdout
+        };
         line(
-            To::Stdout,
+            to,
             &format!(
                 "run {} already completed; nothing to resume",
                 snapshot.state_id

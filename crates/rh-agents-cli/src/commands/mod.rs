@@ -52,7 +52,13 @@ impl StoreArg {
     /// ` --store PATH` when the user gave one, for commands printed as hints.
     pub fn hint(&self) -> String {
         if self.explicit {
-            format!(" --store {}", self.path.display())
+            let path = self.path.display().to_string();
+            // Quoted when needed, so the hint can be pasted into a shell as it is.
+            if path.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+                format!(" --store '{}'", path.replace('\'', r"'\''"))
+            } else {
+                format!(" --store {path}")
+            }
         } else {
             String::new()
         }

@@ -153,7 +153,9 @@ impl StateStore for MemoryStore {
                 schema_version: SchemaVersion::CURRENT,
                 state_id: run.info.id.clone(),
                 created_at: run.info.created_at,
-                updated_at: run.info.updated_at,
+                updated_at: run.events.last().map_or(run.info.updated_at, |e| {
+                    run.info.updated_at.max(e.timestamp)
+                }),
                 status: run.info.status,
                 metadata: run.info.metadata.clone(),
                 events: run.events.iter().map(|e| Event::clone(e)).collect(),
@@ -171,6 +173,9 @@ impl StateStore for MemoryStore {
             .map(|run| {
                 let mut info = run.info.clone();
                 info.events = run.events.len() as u64;
+                if let Some(last) = run.events.last() {
+                    info.updated_at = info.updated_at.max(last.timestamp);
+                }
                 (run, info)
             })
             .filter(|(_, info)| filter.matches(info))

@@ -77,7 +77,7 @@ pub struct RunInfo {
     /// When it began.
     #[serde(with = "serde_time::timestamp")]
     pub created_at: SystemTime,
-    /// When it was last saved (its status last changed, or it was saved whole).
+    /// When it last changed: its latest record, or its status was saved, whichever is later.
     #[serde(with = "serde_time::timestamp")]
     pub updated_at: SystemTime,
     /// What it is.

@@ -233,7 +233,7 @@ pub struct Snapshot {
     /// When the run began.
     #[serde(with = "serde_time::timestamp")]
     pub created_at: SystemTime,
-    /// When the run was last saved.
+    /// When the run last changed (its latest record or status save, whichever is later).
     #[serde(with = "serde_time::timestamp")]
     pub updated_at: SystemTime,
     /// Where the run stands.

@@ -379,6 +379,19 @@ impl SqliteStore {
     }
 }
 
+/// When a stored record was made (`None` if it cannot be read: listing is not where a
+/// corrupt record is reported; loading the run is).
+fn record_time(body: &str) -> Option<SystemTime> {
+    #[derive(serde::Deserialize)]
+    struct Stamp {
+        #[serde(with = "crate::serde_time::timestamp")]
+        timestamp: SystemTime,
+    }
+    serde_json::from_str::<Stamp>(body)
+        .ok()
+        .map(|s| s.timestamp)
+}
+
 /// A foreign-key failure means the run is not there.
 fn not_found_or(id: &str, e: rusqlite::Error, context: &'static str) -> StoreError {
     match e.sqlite_error_code() {
@@ -552,11 +565,12 @@ impl StateStore for SqliteStore {
             }
         }
         tx.commit().map_err(db("loading a run"))?;
+        let last_record = events.last().map(|e| e.timestamp);
         Ok(Snapshot {
             schema_version: SchemaVersion::CURRENT,
             state_id: info.id,
             created_at: info.created_at,
-            updated_at: info.updated_at,
+            updated_at: last_record.map_or(info.updated_at, |at| info.updated_at.max(at)),
             status: info.status,
             metadata: info.metadata,
             events,
@@ -570,7 +584,9 @@ impl StateStore for SqliteStore {
         let mut query = conn
             .prepare_cached(
                 "SELECT id, created_us, updated_us, status, metadata,
-                        (SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = runs.id)
+                        (SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = runs.id),
+                        (SELECT body FROM events WHERE run_id = runs.id
+                         ORDER BY seq DESC LIMIT 1)
                  FROM runs
                  WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR pipeline = ?2)
                  ORDER BY created_us DESC, rowid DESC",
@@ -589,7 +605,11 @@ impl StateStore for SqliteStore {
                 break;
             }
             let id: String = row.get(0).map_err(db("listing runs"))?;
-            let info = Self::read_header(&id, row)?;
+            let mut info = Self::read_header(&id, row)?;
+            let last: Option<String> = row.get(6).map_err(db("listing runs"))?;
+            if let Some(at) = last.as_deref().and_then(record_time) {
+                info.updated_at = info.updated_at.max(at);
+            }
             if filter.matches(&info) {
                 runs.push(info);
             }
