@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rh_agents::{Actor, ActorKind, Ctx, ErrorExt, Event, EventStatus, ExecutionState};
+pub mod store;
 
 /// What one call of a scripted actor does.
 #[derive(Debug, Clone)]
