@@ -265,7 +265,9 @@ where
     let mut expected = None;
     if let Some(replay) = &state.inner.replay {
         if let Some(recorded) = replay.lookup(&address) {
-            if !replay.validates() {
+            // After an interrupt nothing is replayed either: the call takes the normal path,
+            // which records how the interrupt stopped it, like every other call.
+            if !replay.validates() && !state.is_interrupted() {
                 return replay::recorded(state, &address, actor, recorded, group.as_deref());
             }
             expected = Some(Arc::clone(recorded));
@@ -451,6 +453,11 @@ where
                 delay
             }
             Err(kind) => {
+                if let Some(expected) = &rec.expected {
+                    // Validation: a call that completed before and fails now differs too.
+                    let actual = serde_json::json!({ "error": &*message });
+                    replay::compare(state, rec.actor, rec.kind, expected, &actual);
+                }
                 rec.finish(EventStatus::Failed, attempt, failed);
                 return Err(rec.error(kind, attempts).cause(error));
             }

@@ -119,6 +119,7 @@ impl StoreError {
 
     // By value, so call sites can pass an error straight from `map_err`.
     #[allow(clippy::needless_pass_by_value)]
+    #[cfg_attr(not(feature = "sqlite"), allow(dead_code))]
     pub(crate) fn corrupt(
         id: &str,
         record: impl Into<String>,

@@ -145,7 +145,6 @@ impl fmt::Display for RunStatus {
 /// assert_eq!(meta.tags, ["nightly"]);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RunMetadata {
     /// The pipeline's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,6 +280,12 @@ impl Snapshot {
             what: "snapshot JSON".into(),
             reason: format!("{e}"),
         };
+        if !text.trim_start().starts_with('{') {
+            return Err(StoreError::Malformed {
+                what: "snapshot JSON".into(),
+                reason: "a snapshot is a JSON object; this is not an rh-agents snapshot".into(),
+            });
+        }
         let version: VersionOnly = serde_json::from_str(text).map_err(malformed)?;
         match version.schema_version {
             Some(v) => v.check()?,

@@ -316,26 +316,43 @@ impl SqliteStore {
     }
 
     fn insert_events(conn: &Connection, id: &str, events: &[Arc<Event>]) -> Result<(), StoreError> {
+        // Inserted only when it continues the numbering (one statement, so the check and the
+        // write cannot be separated): a gap would make the run unloadable.
         let mut insert = conn
-            .prepare_cached("INSERT INTO events (run_id, seq, body) VALUES (?1, ?2, ?3)")
+            .prepare_cached(
+                "INSERT INTO events (run_id, seq, body)
+                 SELECT ?1, ?2, ?3
+                 WHERE ?2 = (SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = ?1)",
+            )
             .map_err(db("appending records"))?;
         for event in events {
             let seq = i64::try_from(event.id).unwrap_or(i64::MAX);
-            insert
-                .execute(params![id, seq, event.to_json()])
-                .map_err(|e| match e.sqlite_error_code() {
-                    Some(ErrorCode::ConstraintViolation) => {
-                        if Self::run_exists(conn, id).unwrap_or(true) {
-                            StoreError::Conflict {
-                                id: id.to_owned(),
-                                reason: format!("record #{} is stored already", event.id),
+            let inserted =
+                insert
+                    .execute(params![id, seq, event.to_json()])
+                    .map_err(|e| match e.sqlite_error_code() {
+                        Some(ErrorCode::ConstraintViolation) => {
+                            if Self::run_exists(conn, id).unwrap_or(true) {
+                                StoreError::Conflict {
+                                    id: id.to_owned(),
+                                    reason: format!("record #{} is stored already", event.id),
+                                }
+                            } else {
+                                StoreError::NotFound { id: id.to_owned() }
                             }
-                        } else {
-                            StoreError::NotFound { id: id.to_owned() }
                         }
-                    }
-                    _ => db("appending records")(e),
-                })?;
+                        _ => db("appending records")(e),
+                    })?;
+            if inserted == 0 {
+                return Err(StoreError::Conflict {
+                    id: id.to_owned(),
+                    reason: format!(
+                        "record #{} does not continue the stored numbering (already stored, \
+                         or records before it are missing)",
+                        event.id
+                    ),
+                });
+            }
         }
         Ok(())
     }
@@ -664,13 +681,18 @@ impl StateStore for SqliteStore {
         let conn = self.conn();
         match value {
             Some(value) => Self::put_storage_row(&conn, id, key, value),
-            None => conn
-                .execute(
-                    "DELETE FROM storage WHERE run_id = ?1 AND key = ?2",
-                    params![id, key],
-                )
-                .map(drop)
-                .map_err(db("removing a storage key")),
+            None => {
+                let removed = conn
+                    .execute(
+                        "DELETE FROM storage WHERE run_id = ?1 AND key = ?2",
+                        params![id, key],
+                    )
+                    .map_err(db("removing a storage key"))?;
+                if removed == 0 && !Self::run_exists(&conn, id)? {
+                    return Err(StoreError::NotFound { id: id.to_owned() });
+                }
+                Ok(())
+            }
         }
     }
 
