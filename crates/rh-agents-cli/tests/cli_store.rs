@@ -977,3 +977,41 @@ fn sigterm_is_a_system_shutdown_saved_as_interrupted() {
         "{snap}"
     );
 }
+
+#[test]
+fn commands_about_existing_runs_never_create_a_store() {
+    let s = Scratch::new("no-create");
+    let missing = s.path("typo/state.db");
+    for args in [
+        &["show", "some-id"][..],
+        &["resume", "some-id"],
+        &["interrupt", "some-id"],
+        &["export", "some-id"],
+    ] {
+        let out = bin()
+            .current_dir(&s.dir)
+            .arg("--store")
+            .arg(&missing)
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", both(&out));
+        assert!(
+            text(&out.stderr).contains("no store here"),
+            "{}",
+            both(&out)
+        );
+        assert_no_panic(&out);
+    }
+    // Listing a store that does not exist yet is an empty list.
+    let out = bin()
+        .current_dir(&s.dir)
+        .arg("--store")
+        .arg(&missing)
+        .args(["runs", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    assert_eq!(text(&out.stdout).trim(), "[]");
+    assert!(!s.path("typo").exists(), "nothing was created");
+}

@@ -71,17 +71,12 @@ impl Storage {
     }
 
     fn write_through(&self, key: &str, value: Option<&Value>) -> Result<(), StoreError> {
-        let Some(sink) = &self.sink else {
-            return Ok(());
-        };
-        let result = sink.store.put_storage(&sink.id, key, value);
-        if let Err(e) = &result {
-            sink.note(Err(StoreError::Backend {
-                context: format!("saving storage key {key:?}"),
-                source: e.to_string().into(),
-            }));
+        match &self.sink {
+            // A failure is kept to write again and noted by the store link, which stops the
+            // run.
+            Some(sink) => sink.put_storage(key, value),
+            None => Ok(()),
         }
-        result
     }
 
     /// Reads `key` as a `T`; `Ok(None)` when absent.

@@ -89,7 +89,16 @@ async fn normal_replays_completed_calls_and_runs_the_rest(backend: TestStore) {
     assert_eq!(resumed.snapshot().created_at, original.created_at);
     assert_eq!(resumed.status(), RunStatus::Running);
     assert_eq!(stored_status(&store, &id), RunStatus::Running);
-    assert_eq!(resumed.history().len(), before, "the history is restored");
+    // The history is restored, and the resume itself is recorded after it.
+    assert_eq!(
+        resumed.history().len(),
+        before + 1,
+        "the history is restored"
+    );
+    let marker = Arc::clone(&resumed.history().events()[before]);
+    assert_eq!((marker.status, &*marker.actor), (Log, "resume"));
+    assert!(marker.message.as_deref().unwrap().contains("normal"));
+    let before = before + 1;
 
     // Completed: returned from the record, the handler does not run.
     assert_eq!(resumed.call(&ok.actor, 1).await.unwrap(), 2);
@@ -142,7 +151,9 @@ async fn normal_replays_completed_calls_and_runs_the_rest(backend: TestStore) {
     );
     assert!(seen.iter().any(|e| e.address.as_str() == "never#0"));
     let streamed = drain(stream).await;
-    assert_eq!(streamed.len(), seen.len());
+    // The subscriber also saw the record of the resume, made before the stream began.
+    assert_eq!(seen[0].status, Log);
+    assert_eq!(streamed.len(), seen.len() - 1);
     assert!(streamed.iter().all(|e| e.status != Recovered));
 }
 
@@ -175,13 +186,14 @@ async fn republish_all_delivers_the_replayed_records(backend: TestStore) {
     assert_eq!(
         replayed,
         [
+            ("", Log, false), // the record of the resume
             ("ok#0", Recovered, true),
             ("ok#1", Recovered, true),
             ("ok#2", Started, false),
             ("ok#2", Completed, false),
         ]
     );
-    assert_eq!(seen[1].result, Some(json!(3)));
+    assert_eq!(seen[2].result, Some(json!(3)));
     let streamed = drain(stream).await;
     let statuses: Vec<EventStatus> = streamed.iter().map(|e| e.status).collect();
     assert_eq!(statuses, [Recovered, Recovered, Started, Completed]);
@@ -343,10 +355,10 @@ async fn from_address_replays_before_it_and_runs_it_and_after(backend: TestStore
         &id,
         ReplayMode::FromAddress("zzz#0".into()),
     ) {
-        Err(StoreError::NotFound { id: what }) => {
-            assert!(what.contains(&id) && what.contains("zzz#0"), "{what}");
+        Err(StoreError::UnknownAddress { id: run, address }) => {
+            assert_eq!((run.as_str(), address.as_str()), (id.as_str(), "zzz#0"));
         }
-        other => panic!("expected NotFound, got {other:?}"),
+        other => panic!("expected UnknownAddress, got {other:?}"),
     }
     assert_eq!(stored_status(&store, &id), RunStatus::Completed);
     assert!(

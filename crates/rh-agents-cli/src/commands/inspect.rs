@@ -7,14 +7,29 @@ use rh_agents::observe::printer::Printer;
 use rh_agents::store::{ListFilter, ReplayMode, RunInfo, RunStatus, StateStore};
 use rh_agents::{ExecutionState, Subscriber};
 
-use super::{fail, StoreArg};
+use super::StoreArg;
 use crate::cli::{RunsArgs, ShowArgs};
 use crate::exit::Exit;
 use crate::output::{line, To};
 
 /// `rh-agents runs`.
 pub fn runs(store: &StoreArg, args: &RunsArgs) -> Exit {
-    let store_handle = match store.open() {
+    if !store.exists() {
+        // Nothing has run here yet: an empty list, and no store made for it.
+        if args.json {
+            line(To::Stdout, "[]");
+        } else {
+            line(
+                To::Stdout,
+                &format!(
+                    "no runs (there is no store at {} yet)",
+                    store.path().display()
+                ),
+            );
+        }
+        return Exit::Success;
+    }
+    let store_handle = match store.open_existing() {
         Ok(s) => s,
         Err(exit) => return exit,
     };
@@ -26,7 +41,7 @@ pub fn runs(store: &StoreArg, args: &RunsArgs) -> Exit {
     };
     let runs = match store_handle.list(&filter) {
         Ok(runs) => runs,
-        Err(e) => return fail(&e),
+        Err(e) => return store.fail(&e),
     };
     if args.json {
         line(
@@ -105,13 +120,13 @@ fn short_duration(d: Duration) -> String {
 
 /// `rh-agents show RUN_ID`.
 pub fn show(store: &StoreArg, args: &ShowArgs) -> Exit {
-    let store_handle = match store.open() {
+    let store_handle = match store.open_existing() {
         Ok(s) => s,
         Err(exit) => return exit,
     };
     let snapshot = match store_handle.load(&args.run_id) {
         Ok(s) => s,
-        Err(e) => return fail(&e),
+        Err(e) => return store.fail(&e),
     };
     if args.json {
         line(To::Stdout, &snapshot.to_json_pretty());
@@ -147,7 +162,7 @@ pub fn show(store: &StoreArg, args: &ShowArgs) -> Exit {
             let _ = printer.print_summary(&state.summary());
             Exit::Success
         }
-        Err(e) => fail(&e),
+        Err(e) => store.fail(&e),
     }
 }
 

@@ -4,21 +4,21 @@
 use rh_agents::store::RunStatus;
 use rh_agents::InterruptSignal;
 
-use super::{fail, StoreArg};
+use super::StoreArg;
 use crate::cli::InterruptArgs;
 use crate::exit::Exit;
 use crate::output::{line, To};
 
 /// `rh-agents interrupt RUN_ID [--reason R] [--message M]`.
 pub fn interrupt(store: &StoreArg, args: &InterruptArgs) -> Exit {
-    let store_handle = match store.open() {
+    let store_handle = match store.open_existing() {
         Ok(s) => s,
         Err(exit) => return exit,
     };
     let id = &args.run_id;
     let snapshot = match store_handle.load(id) {
         Ok(s) => s,
-        Err(e) => return fail(&e),
+        Err(e) => return store.fail(&e),
     };
     if snapshot.status != RunStatus::Running {
         line(
@@ -43,7 +43,7 @@ pub fn interrupt(store: &StoreArg, args: &InterruptArgs) -> Exit {
             );
             return Exit::BadInput;
         }
-        Err(e) => return fail(&e),
+        Err(e) => return store.fail(&e),
     }
     let mut signal = InterruptSignal::new(args.reason)
         .triggered_by(format!(
@@ -55,7 +55,7 @@ pub fn interrupt(store: &StoreArg, args: &InterruptArgs) -> Exit {
         signal = signal.message(message.clone());
     }
     if let Err(e) = store_handle.request_interrupt(id, &signal) {
-        return fail(&e);
+        return store.fail(&e);
     }
     line(
         To::Stdout,

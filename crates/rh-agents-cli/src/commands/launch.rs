@@ -10,7 +10,7 @@ use rh_agents::store::{interrupt_checker, ReplayMode, RunMetadata};
 use rh_agents::{Event, ExecutionState, ExecutionStateBuilder, Subscriber};
 use serde_json::Value;
 
-use super::{fail, StoreArg};
+use super::StoreArg;
 use crate::cli::{ResumeArgs, RunArgs, Watch};
 use crate::exit::Exit;
 use crate::output::{line, To};
@@ -60,13 +60,13 @@ pub fn run(store: &StoreArg, args: &RunArgs) -> Exit {
 
 /// `rh-agents resume RUN_ID`.
 pub fn resume(store: &StoreArg, args: &ResumeArgs) -> Exit {
-    let store_handle = match store.open() {
+    let store_handle = match store.open_existing() {
         Ok(s) => s,
         Err(exit) => return exit,
     };
     let snapshot = match store_handle.load(&args.run_id) {
         Ok(s) => s,
-        Err(e) => return fail(&e),
+        Err(e) => return store.fail(&e),
     };
     if snapshot.status == rh_agents::store::RunStatus::Completed {
         // With --json, stdout carries JSON lines only.
@@ -162,7 +162,7 @@ fn execute(
         };
         let state = match make(builder) {
             Ok(state) => state,
-            Err(e) => return fail(&e),
+            Err(e) => return store.fail(&e),
         };
         let to = if watch.json { To::Stderr } else { To::Stdout };
         line(to, &format!("run id: {}", state.id()));
@@ -199,8 +199,12 @@ fn execute(
         if let Err(e) = state.set_status(status) {
             line(
                 To::Stderr,
-                &format!("error: the run's status could not be saved: {e}"),
+                &format!(
+                    "error: the run's final state could not be saved: {e}; what was saved \
+                     can be resumed"
+                ),
             );
+            return Exit::Internal;
         }
         match outcome {
             Ok(outcome) => report(store, &state, &outcome, printer.as_deref()),

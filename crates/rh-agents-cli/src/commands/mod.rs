@@ -49,15 +49,56 @@ impl StoreArg {
         }
     }
 
+    /// Opens the store only if it exists: for commands about runs already there, so a
+    /// mistyped path (or another working directory) is reported, not made into an empty
+    /// store.
+    ///
+    /// # Errors
+    ///
+    /// The exit code for the failure, which has been reported on stderr.
+    pub fn open_existing(&self) -> Result<Arc<dyn StateStore>, Exit> {
+        match SqliteStore::open_existing(&self.path) {
+            Ok(store) => Ok(Arc::new(store)),
+            Err(e) => Err(fail(&e)),
+        }
+    }
+
+    /// Reports a store error, naming the store when the error is about a run it lacks.
+    pub fn fail(&self, e: &StoreError) -> Exit {
+        match e {
+            StoreError::NotFound { .. } => {
+                line(
+                    To::Stderr,
+                    &format!("error: {e} (store: {})", self.path.display()),
+                );
+                Exit::BadInput
+            }
+            _ => fail(e),
+        }
+    }
+
+    /// Whether the store file exists.
+    pub fn exists(&self) -> bool {
+        self.path.is_file()
+    }
+
+    /// The store's path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// ` --store PATH` when the user gave one, for commands printed as hints.
     pub fn hint(&self) -> String {
         if self.explicit {
             let path = self.path.display().to_string();
-            // Quoted when needed, so the hint can be pasted into a shell as it is.
-            if path.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
-                format!(" --store '{}'", path.replace('\'', r"'\''"))
-            } else {
+            // Quoted unless plainly safe, so the hint can be pasted into a shell as it is.
+            let plain = path
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_./-".contains(c));
+            if plain {
                 format!(" --store {path}")
+            } else {
+                format!(" --store '{}'", path.replace('\'', r"'\''"))
             }
         } else {
             String::new()
@@ -71,6 +112,7 @@ pub fn fail(e: &StoreError) -> Exit {
     line(To::Stderr, &format!("error: {e}"));
     match e {
         StoreError::NotFound { .. }
+        | StoreError::UnknownAddress { .. }
         | StoreError::AlreadyExists { .. }
         | StoreError::Locked { .. }
         | StoreError::Malformed { .. }

@@ -4,14 +4,14 @@ use std::path::PathBuf;
 
 use rh_agents::store::json;
 
-use super::{fail, StoreArg};
+use super::StoreArg;
 use crate::cli::{ExportArgs, ImportArgs};
 use crate::exit::Exit;
 use crate::output::{line, To};
 
 /// `rh-agents export RUN_ID [-o FILE]`.
 pub fn export(store: &StoreArg, args: &ExportArgs) -> Exit {
-    let store_handle = match store.open() {
+    let store_handle = match store.open_existing() {
         Ok(s) => s,
         Err(exit) => return exit,
     };
@@ -32,7 +32,7 @@ pub fn export(store: &StoreArg, args: &ExportArgs) -> Exit {
             );
             Exit::Success
         }
-        Err(e) => fail(&e),
+        Err(e) => store.fail(&e),
     }
 }
 
@@ -56,6 +56,6 @@ pub fn import(store: &StoreArg, args: &ImportArgs) -> Exit {
             line(To::Stdout, &format!("run id: {}", snapshot.state_id));
             Exit::Success
         }
-        Err(e) => fail(&e),
+        Err(e) => store.fail(&e),
     }
 }

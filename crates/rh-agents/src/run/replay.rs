@@ -36,6 +36,22 @@ pub(super) fn recorded<I, O: DeserializeOwned>(
     group: Option<&GroupRef>,
 ) -> Result<O, Error> {
     let fail = |detail: String| {
+        // Recorded, so the history shows where and why the resumed run stopped.
+        let mut event = Event::new(
+            address.clone(),
+            Arc::clone(&actor.name),
+            actor.kind,
+            EventStatus::Failed,
+        );
+        event.message = Some(Arc::from(format!(
+            "the recorded result cannot be replayed: {detail}"
+        )));
+        if let Some(group) = group {
+            event.group = Some(group.clone());
+            event.is_parallel = true;
+        }
+        event.is_final = true;
+        state.record(event);
         Error::new(ErrorKind::Replay)
             .at(&actor.name, actor.kind, address)
             .detail(detail)

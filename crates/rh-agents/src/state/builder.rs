@@ -239,12 +239,14 @@ impl ExecutionStateBuilder {
         store.clear_interrupt(id)?;
         store.set_status(id, RunStatus::Running)?;
         let durable = Arc::new(Durable::new(store, id.to_owned(), lock));
-        Ok(self.assemble(
-            id.to_owned(),
-            run,
-            restored.with_replay(replay),
-            Some(durable),
-        ))
+        Ok(self
+            .assemble(
+                id.to_owned(),
+                run,
+                restored.with_replay(replay),
+                Some(durable),
+            )
+            .marked_resumed())
     }
 
     /// Builds an in-memory state from a snapshot (no store): its history and storage are
@@ -265,7 +267,9 @@ impl ExecutionStateBuilder {
         snapshot.check_ids()?;
         let id = snapshot.state_id.clone();
         let (run, restored, replay) = restore_parts(snapshot, mode)?;
-        Ok(self.assemble(id, run, restored.with_replay(replay), None))
+        Ok(self
+            .assemble(id, run, restored.with_replay(replay), None)
+            .marked_resumed())
     }
 
     fn assemble(
@@ -296,6 +300,17 @@ impl ExecutionStateBuilder {
                 replay: restored.replay,
             }),
         }
+    }
+}
+
+impl ExecutionState {
+    /// Records that the run was resumed, and how: later resumes read it to know which
+    /// results a resume from an address set aside.
+    fn marked_resumed(self) -> Self {
+        if let Some(replay) = &self.inner.replay {
+            self.record(replay.marker());
+        }
+        self
     }
 }
 

@@ -12,6 +12,17 @@ pub enum StoreError {
         /// The id asked for.
         id: String,
     },
+    /// A resume from an address that the run's history does not hold.
+    #[error(
+        "run {id:?} has no record at address {address:?}; `rh-agents show {id}` lists its \
+         addresses"
+    )]
+    UnknownAddress {
+        /// The run.
+        id: String,
+        /// The address asked for.
+        address: String,
+    },
     /// A run with this id exists already.
     #[error("a run with id {id:?} already exists; resume it, or start a run with another id")]
     AlreadyExists {

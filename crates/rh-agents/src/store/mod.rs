@@ -331,6 +331,19 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 /// # }
 /// ```
 pub fn interrupt_checker(store: Arc<dyn StateStore>, id: &str) -> InterruptChecker {
-    let id = id.to_owned();
-    InterruptChecker::from_fn(move || store.pending_interrupt(&id))
+    let id: Arc<str> = Arc::from(id);
+    InterruptChecker::from_async(move || {
+        let store = Arc::clone(&store);
+        let id = Arc::clone(&id);
+        async move {
+            // Off the async threads: a store query may wait on a lock (up to its busy
+            // timeout), and the state's check timeout must be able to give up on it.
+            tokio::task::spawn_blocking(move || store.pending_interrupt(&id))
+                .await
+                .map_err(|e| StoreError::Backend {
+                    context: "checking for interrupt requests".into(),
+                    source: Box::new(e),
+                })?
+        }
+    })
 }

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::StoreError;
 use crate::actor::ActorKind;
 use crate::address::Address;
-use crate::event::{Event, EventStatus};
+use crate::event::{Event, EventStatus, Severity};
 
 /// How a resumed run treats calls that completed before.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +45,25 @@ pub struct Mismatch {
     pub actual: Value,
 }
 
+/// The actor name of the record that marks a resume.
+const RESUME_ACTOR: &str = "resume";
+
+/// The address a resume marker says the run was resumed from, if it is one.
+fn resumed_from(event: &Event) -> Option<&str> {
+    if event.status != EventStatus::Log
+        || event.kind != ActorKind::System
+        || &*event.actor != RESUME_ACTOR
+    {
+        return None;
+    }
+    event
+        .metadata
+        .as_ref()?
+        .get(RESUME_ACTOR)?
+        .get("from_address")?
+        .as_str()
+}
+
 /// The replay plan of a resumed state.
 #[derive(Debug)]
 pub(crate) struct Replay {
@@ -56,32 +75,50 @@ pub(crate) struct Replay {
 
 impl Replay {
     /// Plans replay over a restored history.
+    ///
+    /// The history is read in order, so what a later record says wins: a completion makes
+    /// an address replayable; a later final failure (a re-run that failed) withdraws it; a
+    /// resume from an address (its `resume` record) withdraws everything from that address
+    /// on, as that resume did.
     pub(crate) fn new(
         id: &str,
         events: &[Arc<Event>],
         mode: ReplayMode,
     ) -> Result<Self, StoreError> {
+        let first_record =
+            |address: &str| events.iter().position(|e| e.address.as_str() == address);
         let cutoff = match &mode {
-            ReplayMode::FromAddress(address) => events
-                .iter()
-                .position(|e| e.address.as_str() == address)
-                .ok_or_else(|| StoreError::NotFound {
-                    id: format!("{id} (address {address:?} is not in its history)"),
-                })?,
+            ReplayMode::FromAddress(address) => {
+                first_record(address).ok_or_else(|| StoreError::UnknownAddress {
+                    id: id.to_owned(),
+                    address: address.clone(),
+                })?
+            }
             _ => events.len(),
         };
-        let mut done = FxHashMap::default();
+        let mut done: FxHashMap<Address, Arc<Event>> = FxHashMap::default();
         for event in &events[..cutoff] {
-            // A RECOVERED record carries the result too, so a run resumed several times
-            // still finds what to replay whichever record came last.
-            let completed = matches!(
-                event.status,
+            if let Some(from) = resumed_from(event) {
+                if let Some(first) = first_record(from) {
+                    done.retain(|_, completed| (completed.id as usize) < first);
+                }
+                continue;
+            }
+            if !event.is_final || matches!(event.kind, ActorKind::Group | ActorKind::Task) {
+                continue;
+            }
+            match event.status {
+                // A RECOVERED record carries the result too, so a run resumed several times
+                // still finds what to replay whichever record came last.
                 EventStatus::Completed | EventStatus::Recovered
-            ) && event.is_final
-                && !matches!(event.kind, ActorKind::Group | ActorKind::Task)
-                && (event.result.is_some() || event.artifact.is_some());
-            if completed {
-                done.insert(event.address.clone(), Arc::clone(event));
+                    if event.result.is_some() || event.artifact.is_some() =>
+                {
+                    done.insert(event.address.clone(), Arc::clone(event));
+                }
+                EventStatus::Failed => {
+                    done.remove(&event.address);
+                }
+                _ => {}
             }
         }
         Ok(Self {
@@ -89,6 +126,36 @@ impl Replay {
             done,
             mismatches: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The record that marks a resume in the history.
+    pub(crate) fn marker(&self) -> Event {
+        let mut event = Event::new(
+            Address::root(),
+            Arc::from(RESUME_ACTOR),
+            ActorKind::System,
+            EventStatus::Log,
+        );
+        let (mode, from) = match &self.mode {
+            ReplayMode::Normal => ("normal", None),
+            ReplayMode::RepublishAll => ("republish_all", None),
+            ReplayMode::Validation => ("validation", None),
+            ReplayMode::FromAddress(address) => ("from_address", Some(address.as_str())),
+        };
+        let mut detail = Map::new();
+        detail.insert("mode".into(), Value::from(mode));
+        if let Some(from) = from {
+            detail.insert("from_address".into(), Value::from(from));
+        }
+        let mut metadata = Map::new();
+        metadata.insert(RESUME_ACTOR.into(), Value::Object(detail));
+        event.level = Some(Severity::Info);
+        event.message = Some(Arc::from(match from {
+            Some(from) => format!("resumed from the saved state ({mode}: {from})"),
+            None => format!("resumed from the saved state ({mode} replay)"),
+        }));
+        event.metadata = Some(Arc::new(metadata));
+        event
     }
 
     pub(crate) fn lookup(&self, address: &Address) -> Option<&Arc<Event>> {

@@ -35,6 +35,8 @@ use crate::interrupt::InterruptSignal;
 const APPLICATION_ID: i64 = 0x7268_6167;
 /// The layout of the tables; a database of a later layout is refused.
 const STORE_SCHEMA: i64 = 1;
+/// How long taking a run's writer lock waits out a reader's probe of it.
+const LOCK_PATIENCE: Duration = Duration::from_millis(250);
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -162,6 +164,28 @@ impl SqliteStore {
         Self::init(conn, Some(path.to_path_buf()), durability)
     }
 
+    /// Opens the store at `path` only if it exists (for commands that only read or that
+    /// act on runs already there: a mistyped path must not create an empty store).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Io`] (not found) when there is no file at `path`; as
+    /// [`open`](Self::open) otherwise.
+    pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(StoreError::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no store here (runs are kept where `rh-agents run` was started, in \
+                     .rh-agents/state.db, unless --store says otherwise)",
+                ),
+            ));
+        }
+        Self::open(path)
+    }
+
     /// A store in memory (for tests): nothing is written to disk.
     ///
     /// # Errors
@@ -212,9 +236,17 @@ impl SqliteStore {
                  build knows layout {STORE_SCHEMA}); upgrade rh-agents to read it"
             )));
         }
-        let _: String = conn
+        let mode: String = conn
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .map_err(db("switching to WAL mode"))?;
+        // An in-memory database reports "memory"; a file must really be in WAL mode, or
+        // readers in other processes would block the writer.
+        if path.is_some() && !mode.eq_ignore_ascii_case("wal") {
+            return Err(refuse(format!(
+                "SQLite could not switch it to WAL mode (it stays in {mode:?} mode): the file \
+                 system may not support it; put the store on a local disk"
+            )));
+        }
         let sync = match durability {
             Durability::Process => "NORMAL",
             Durability::Full => "FULL",
@@ -344,6 +376,9 @@ impl SqliteStore {
                         _ => db("appending records")(e),
                     })?;
             if inserted == 0 {
+                if !Self::run_exists(conn, id)? {
+                    return Err(StoreError::NotFound { id: id.to_owned() });
+                }
                 return Err(StoreError::Conflict {
                     id: id.to_owned(),
                     reason: format!(
@@ -640,11 +675,8 @@ impl StateStore for SqliteStore {
         let tx = conn.transaction().map_err(db("deleting a run"))?;
         let existed = Self::delete_rows(&tx, id)?;
         tx.commit().map_err(db("deleting a run"))?;
-        if let Some(lock) = self.lock_file(id) {
-            // Removed while we hold it, so no writer can be using it; a leftover file is
-            // harmless, so a failure is ignored.
-            let _ = std::fs::remove_file(lock);
-        }
+        // The lock file stays: removing it would let a process that opened it before the
+        // removal and one that creates it anew both believe they hold the lock.
         Ok(existed)
     }
 
@@ -752,7 +784,17 @@ impl StateStore for SqliteStore {
             .truncate(false)
             .open(&path)
             .map_err(|e| StoreError::io(&path, e))?;
-        match file.try_lock() {
+        // A reader probing the lock (`is_writing`) holds it for an instant: wait that out
+        // before calling the run taken.
+        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+        let mut attempt = file.try_lock();
+        while matches!(attempt, Err(std::fs::TryLockError::WouldBlock))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+            attempt = file.try_lock();
+        }
+        match attempt {
             Ok(()) => {
                 // Who holds it, for the message another writer gets.
                 let holder = format!("process {}", std::process::id());
@@ -782,10 +824,19 @@ impl StateStore for SqliteStore {
     }
 
     fn is_writing(&self, id: &str) -> Result<bool, StoreError> {
-        match self.lock_writer(id) {
-            Ok(_released_at_once) => Ok(false),
-            Err(StoreError::Locked { .. }) => Ok(true),
-            Err(e) => Err(e),
+        let Some(path) = self.lock_file(id) else {
+            return Ok(self.inner.local_writers.lock().contains(id));
+        };
+        // A probe takes the lock shared, for an instant, and writes nothing.
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(StoreError::io(&path, e)),
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(false),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(true),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(&path, e)),
         }
     }
 
