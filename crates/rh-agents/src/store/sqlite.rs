@@ -11,6 +11,10 @@
 //! - One writer per run: an OS file lock beside the database (`<db>.locks/`), which the system
 //!   releases when the process dies, so a killed writer never blocks a resume.
 //! - Reading fails closed: a record that cannot be read is an error naming the run and record.
+//! - A write waits up to 5 s for a lock another connection holds (a large save or import into
+//!   the same file). Records are written under the history's lock, so meanwhile the run's
+//!   other tasks wait to record too; a write that still fails stops the run (see
+//!   [`StateStore`]'s users in the state: failed writes are kept and written again).
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
