@@ -351,49 +351,79 @@ impl SqliteStore {
         Ok(runs > 0)
     }
 
+    /// Inserts records that continue the stored numbering. One record is checked and written
+    /// by one statement (the check and the write cannot be separated); a batch is checked once
+    /// against the store and then in itself, and written row by row in the caller's
+    /// transaction. A gap would make the run unloadable, so it is refused.
     fn insert_events(conn: &Connection, id: &str, events: &[Arc<Event>]) -> Result<(), StoreError> {
-        // Inserted only when it continues the numbering (one statement, so the check and the
-        // write cannot be separated): a gap would make the run unloadable.
-        let mut insert = conn
-            .prepare_cached(
-                "INSERT INTO events (run_id, seq, body)
-                 SELECT ?1, ?2, ?3
-                 WHERE ?2 = (SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = ?1)",
-            )
-            .map_err(db("appending records"))?;
-        for event in events {
-            let seq = i64::try_from(event.id).unwrap_or(i64::MAX);
-            let inserted =
-                insert
-                    .execute(params![id, seq, event.to_json()])
-                    .map_err(|e| match e.sqlite_error_code() {
-                        Some(ErrorCode::ConstraintViolation) => {
-                            if Self::run_exists(conn, id).unwrap_or(true) {
-                                StoreError::Conflict {
-                                    id: id.to_owned(),
-                                    reason: format!("record #{} is stored already", event.id),
-                                }
-                            } else {
-                                StoreError::NotFound { id: id.to_owned() }
-                            }
-                        }
-                        _ => db("appending records")(e),
-                    })?;
-            if inserted == 0 {
-                if !Self::run_exists(conn, id)? {
-                    return Err(StoreError::NotFound { id: id.to_owned() });
-                }
-                return Err(StoreError::Conflict {
+        let Some(first) = events.first() else {
+            return Ok(());
+        };
+        let refuse = |event: &Event| -> StoreError {
+            match Self::run_exists(conn, id) {
+                Ok(false) => StoreError::NotFound { id: id.to_owned() },
+                Err(e) => e,
+                Ok(true) => StoreError::Conflict {
                     id: id.to_owned(),
                     reason: format!(
                         "record #{} does not continue the stored numbering (already stored, \
                          or records before it are missing)",
                         event.id
                     ),
-                });
+                },
             }
+        };
+        if let [one] = events {
+            let inserted = conn
+                .prepare_cached(
+                    "INSERT INTO events (run_id, seq, body)
+                     SELECT ?1, ?2, ?3
+                     WHERE ?2 = (SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = ?1)",
+                )
+                .and_then(|mut insert| insert.execute(params![id, seq_of(one), one.to_json()]))
+                .map_err(|e| Self::insert_error(conn, id, one, e))?;
+            return if inserted == 1 {
+                Ok(())
+            } else {
+                Err(refuse(one))
+            };
+        }
+        let next: i64 = conn
+            .query_row(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .map_err(db("appending records"))?;
+        if seq_of(first) != next {
+            return Err(refuse(first));
+        }
+        if let Some(pair) = events.windows(2).find(|w| w[1].id != w[0].id + 1) {
+            return Err(refuse(&pair[1]));
+        }
+        let mut insert = conn
+            .prepare_cached("INSERT INTO events (run_id, seq, body) VALUES (?1, ?2, ?3)")
+            .map_err(db("appending records"))?;
+        for event in events {
+            insert
+                .execute(params![id, seq_of(event), event.to_json()])
+                .map_err(|e| Self::insert_error(conn, id, event, e))?;
         }
         Ok(())
+    }
+
+    fn insert_error(conn: &Connection, id: &str, event: &Event, e: rusqlite::Error) -> StoreError {
+        match e.sqlite_error_code() {
+            Some(ErrorCode::ConstraintViolation) => match Self::run_exists(conn, id) {
+                Ok(false) => StoreError::NotFound { id: id.to_owned() },
+                Err(e) => e,
+                Ok(true) => StoreError::Conflict {
+                    id: id.to_owned(),
+                    reason: format!("record #{} is stored already", event.id),
+                },
+            },
+            _ => db("appending records")(e),
+        }
     }
 
     fn put_storage_row(
@@ -433,6 +463,10 @@ impl SqliteStore {
         .map_err(|e| not_found_or(id, e, "naming an artifact"))?;
         Ok(())
     }
+}
+
+fn seq_of(event: &Event) -> i64 {
+    i64::try_from(event.id).unwrap_or(i64::MAX)
 }
 
 /// When a stored record was made (`None` if it cannot be read: listing is not where a
