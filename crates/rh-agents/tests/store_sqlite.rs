@@ -711,7 +711,8 @@ async fn full_durability_works() {
     let resumed = resume(&store, &id, ReplayMode::Normal);
     resumed.log(Severity::Info, "synced");
     drop(resumed);
-    assert_eq!(open(&path).load(&id).unwrap().events.len(), 7);
+    // The six records, the record of the resume, and the log.
+    assert_eq!(open(&path).load(&id).unwrap().events.len(), 8);
 }
 
 #[tokio::test(start_paused = true)]
@@ -805,5 +806,6 @@ async fn an_in_memory_database_works_as_a_store() {
     ));
     drop(state);
     assert!(!store.is_writing(&id).unwrap());
-    assert_eq!(store.load(&id).unwrap().events.len(), 6);
+    // The six records and the record of the resume.
+    assert_eq!(store.load(&id).unwrap().events.len(), 7);
 }
