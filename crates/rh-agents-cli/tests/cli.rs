@@ -2,129 +2,51 @@
 //! The `rh-agents` binary driven end to end: exit codes, printed tree, JSON lines, signals,
 //! HTTP retries against a local server, parallel groups.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
+use support::{assert_gone_within, count_events, json_lines, text, write, Running};
+
+/// A pipeline whose one step sleeps for 30 s.
+const SLEEP_30: &str = "name = \"x\"\n[[steps]]\nname = \"long\"\nkind = \"command\"\nprogram = \"sleep\"\nargs = [\"30\"]\n";
 
 fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rh-agents"));
+    let mut cmd = support::bin();
     // One store for this test binary, outside the source tree: the tests' runs share it, as
     // concurrent runs share a real store.
     let store = std::env::temp_dir()
         .join(format!("rh-agents-cli-tests-{}", std::process::id()))
         .join("state.db");
-    cmd.env("NO_COLOR", "1")
-        .env_remove("CLICOLOR_FORCE")
-        .env("RH_AGENTS_STORE", store);
+    cmd.env("RH_AGENTS_STORE", store);
     cmd
 }
 
 /// A fresh directory for one test.
 fn scratch(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("rh-agents-cli-{test}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    support::scratch_dir("rh-agents-cli", test)
 }
 
 fn run(file: &Path, extra: &[&str]) -> Output {
     bin().arg("run").arg(file).args(extra).output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// `rh-agents run FILE`, running.
+fn start(file: &Path) -> Running {
+    let mut cmd = bin();
+    cmd.arg("run").arg(file);
+    Running::start(cmd)
 }
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/pipelines")
-}
-
-/// A running `rh-agents` whose stdout is collected by a thread.
-struct Running {
-    child: Child,
-    out: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn start(file: &Path) -> Running {
-        let mut child = bin()
-            .arg("run")
-            .arg(file)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&out);
-        let stdout = child.stdout.take().unwrap();
-        thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let mut s = sink.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Running { child, out }
-    }
-
-    fn wait_for(&self, what: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !what(&self.out.lock().unwrap()) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out; output so far:\n{}",
-                self.out.lock().unwrap()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        kill(pid, signal).unwrap();
-    }
-
-    /// Waits for the exit (at most `limit`); returns the code and stdout.
-    fn finish(mut self, limit: Duration) -> (i32, String, String) {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "still running after {limit:?}; output:\n{}",
-                    self.out.lock().unwrap()
-                );
-            }
-            thread::sleep(Duration::from_millis(10));
-        };
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .unwrap()
-            .read_to_string(&mut err)
-            .unwrap();
-        // Let the reader thread take the last lines.
-        thread::sleep(Duration::from_millis(50));
-        let out = self.out.lock().unwrap().clone();
-        (status.code().unwrap_or(-1), out, err)
-    }
 }
 
 #[test]
@@ -280,32 +202,14 @@ fn sigint_during_a_long_backoff_stops_at_once_with_exit_3() {
         "p.toml",
         "name = \"x\"\n[[steps]]\nname = \"down\"\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"exit 1\"]\nretry = { strategy = \"constant\", base = \"30s\", max_attempts = 3 }\n",
     );
-    let running = Running::start(&file);
+    let mut running = start(&file);
     running.wait_for(|out| out.contains("retrying"));
-    let sent = Instant::now();
-    running.signal(Signal::SIGINT);
-    let (code, out, err) = running.finish(Duration::from_secs(5));
-    assert!(
-        sent.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        sent.elapsed()
-    );
+    let (code, out, err) = running.stop(Signal::SIGINT, Duration::from_secs(2));
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("interrupt requested: user_cancelled"), "{out}");
     assert!(out.contains("tool down interrupted"), "{out}");
     assert!(out.contains("run interrupted (user_cancelled)"), "{out}");
     assert!(out.contains("run id: "), "{out}");
-}
-
-fn is_gone(pid: i32) -> bool {
-    // A zombie waiting for its reaper counts as gone.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
 }
 
 #[test]
@@ -320,39 +224,19 @@ fn sigint_during_a_command_terminates_the_child() {
             pidfile.display()
         ),
     );
-    let running = Running::start(&file);
-    running.wait_for(|_| std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n')));
-    let pid: i32 = std::fs::read_to_string(&pidfile)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let sent = Instant::now();
-    running.signal(Signal::SIGINT);
-    let (code, out, err) = running.finish(Duration::from_secs(6));
-    assert!(
-        sent.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        sent.elapsed()
-    );
+    let mut running = start(&file);
+    let pid = running.wait_for_pid(&pidfile);
+    let (code, out, err) = running.stop(Signal::SIGINT, Duration::from_secs(3));
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("tool long interrupted"), "{out}");
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !is_gone(pid) {
-        assert!(Instant::now() < deadline, "sleep (pid {pid}) still runs");
-        thread::sleep(Duration::from_millis(20));
-    }
+    assert_gone_within(pid, Duration::from_secs(2));
 }
 
 #[test]
 fn sigterm_is_a_system_shutdown() {
     let dir = scratch("sigterm");
-    let file = write(
-        &dir,
-        "p.toml",
-        "name = \"x\"\n[[steps]]\nname = \"long\"\nkind = \"command\"\nprogram = \"sleep\"\nargs = [\"30\"]\n",
-    );
-    let running = Running::start(&file);
+    let file = write(&dir, "p.toml", SLEEP_30);
+    let mut running = start(&file);
     running.wait_for(|out| out.contains("tool long started"));
     thread::sleep(Duration::from_millis(100));
     running.signal(Signal::SIGTERM);
@@ -369,16 +253,8 @@ fn json_lines_carry_every_event() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
-    let events: Vec<serde_json::Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
-    let count = |address: &str, status: &str| {
-        events
-            .iter()
-            .filter(|e| e["address"] == address && e["status"] == status)
-            .count()
-    };
+    let events = json_lines(&stdout);
+    let count = |address: &str, status: &str| count_events(&events, address, status);
     assert_eq!(count("warm-up#0", "started"), 3);
     assert_eq!(count("warm-up#0", "failed"), 2);
     assert_eq!(count("warm-up#0", "retrying"), 2);
@@ -544,11 +420,7 @@ fn parallel_fail_slow_runs_every_step_and_reports_the_failures() {
 #[test]
 fn run_timeout_interrupts_with_exit_3() {
     let dir = scratch("timeout");
-    let file = write(
-        &dir,
-        "p.toml",
-        "name = \"x\"\n[[steps]]\nname = \"long\"\nkind = \"command\"\nprogram = \"sleep\"\nargs = [\"30\"]\n",
-    );
+    let file = write(&dir, "p.toml", SLEEP_30);
     let started = Instant::now();
     let out = run(&file, &["--timeout", "300ms"]);
     assert_eq!(out.status.code(), Some(3));

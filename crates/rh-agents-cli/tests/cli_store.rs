@@ -7,28 +7,16 @@
 //! that completed before is not run again" is checked on the side effects, not only on the
 //! output.
 
-use std::io::{BufRead, BufReader, Read};
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Output};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde_json::Value;
-
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rh-agents"));
-    cmd.env("NO_COLOR", "1")
-        .env_remove("CLICOLOR_FORCE")
-        .env_remove("RH_AGENTS_STORE");
-    cmd
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use support::{assert_gone_within, bin, count_events, json_lines, text, Running};
 
 fn both(out: &Output) -> String {
     format!(
@@ -38,6 +26,20 @@ fn both(out: &Output) -> String {
     )
 }
 
+fn assert_no_panic(out: &Output) {
+    let all = both(out);
+    assert!(!all.contains("panicked"), "{all}");
+    assert!(!all.contains("RUST_BACKTRACE"), "{all}");
+}
+
+/// Runs `cmd`, asserts its exit code and that nothing panicked; returns the output.
+fn expect_exit(code: i32, mut cmd: Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(code), "{cmd:?}\n{}", both(&out));
+    assert_no_panic(&out);
+    out
+}
+
 /// A fresh directory for one test, with its store at `<dir>/state.db`.
 struct Scratch {
     dir: PathBuf,
@@ -45,11 +47,9 @@ struct Scratch {
 
 impl Scratch {
     fn new(test: &str) -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("rh-agents-cli-store-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch { dir }
+        Scratch {
+            dir: support::scratch_dir("rh-agents-cli-store", test),
+        }
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -61,31 +61,45 @@ impl Scratch {
     }
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, text).unwrap();
-        path
+        support::write(&self.dir, name, text)
+    }
+
+    /// A command step that appends a line to `<dir>/<name>.count`, then runs `then` (shell).
+    fn step(&self, name: &str, then: &str) -> String {
+        format!(
+            "[[steps]]\nname = \"{name}\"\nkind = \"command\"\nprogram = \"sh\"\nargs = ['-c', 'echo x >> \"$0/{name}.count\"; {then}', '{}']\n",
+            self.dir.display()
+        )
+    }
+
+    /// `rh-agents ARGS...` in the scratch directory, naming no store (so the default one, or
+    /// `RH_AGENTS_STORE` when the caller sets it).
+    fn plain(&self, args: &[&str]) -> Command {
+        let mut cmd = bin();
+        cmd.current_dir(&self.dir).args(args);
+        cmd
+    }
+
+    /// `rh-agents --store STORE ARGS...` in the scratch directory.
+    fn cmd_on(&self, store: &Path, args: &[&str]) -> Command {
+        let mut cmd = self.plain(&["--store"]);
+        cmd.arg(store).args(args);
+        cmd
     }
 
     /// `rh-agents --store <dir>/state.db ARGS...`, in the scratch directory.
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = bin();
-        cmd.current_dir(&self.dir)
-            .arg("--store")
-            .arg(self.store())
-            .args(args);
-        cmd
+        self.cmd_on(&self.store(), args)
     }
 
-    fn output(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+    /// Runs on `store` and asserts the exit code; returns the output.
+    fn expect_on(&self, store: &Path, code: i32, args: &[&str]) -> Output {
+        expect_exit(code, self.cmd_on(store, args))
     }
 
-    /// Runs and asserts the exit code; returns the output.
+    /// Runs (on `<dir>/state.db`) and asserts the exit code; returns the output.
     fn expect(&self, code: i32, args: &[&str]) -> Output {
-        let out = self.output(args);
-        assert_eq!(out.status.code(), Some(code), "{args:?}\n{}", both(&out));
-        assert_no_panic(&out);
-        out
+        self.expect_on(&self.store(), code, args)
     }
 
     /// How many times the step `name` ran (lines in its count file; 0 when it never ran).
@@ -120,23 +134,23 @@ impl Scratch {
             .unwrap_or_else(|e| panic!("show --json: {e}\n{}", both(&out)))
     }
 
+    /// The run `id` is saved as interrupted, with the record of an interrupt for `reason`.
+    fn assert_interrupted_by(&self, id: &str, reason: &str) {
+        let snap = self.snapshot(id);
+        assert_eq!(snap["status"], "interrupted");
+        assert!(
+            snap["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["interrupt"]["reason"] == reason),
+            "{snap}"
+        );
+    }
+
     fn start(&self, args: &[&str]) -> Running {
         Running::start(self.cmd(args))
     }
-}
-
-fn assert_no_panic(out: &Output) {
-    let all = both(out);
-    assert!(!all.contains("panicked"), "{all}");
-    assert!(!all.contains("RUST_BACKTRACE"), "{all}");
-}
-
-/// A command step that appends a line to `<dir>/<name>.count`, then runs `then` (shell).
-fn step(dir: &Path, name: &str, then: &str) -> String {
-    format!(
-        "[[steps]]\nname = \"{name}\"\nkind = \"command\"\nprogram = \"sh\"\nargs = ['-c', 'echo x >> \"$0/{name}.count\"; {then}', '{}']\n",
-        dir.display()
-    )
 }
 
 /// A pipeline of `steps` with fast, jitter-free retries by default.
@@ -159,122 +173,15 @@ fn run_id(output: &str) -> String {
     id
 }
 
-/// Events of a `show --json` snapshot (or JSON lines) at `address` with `status`.
-fn count_events(events: &[Value], address: &str, status: &str) -> usize {
-    events
-        .iter()
-        .filter(|e| e["address"] == address && e["status"] == status)
-        .count()
+/// Waits for the `run id: ` line (stdout) of a running `rh-agents` and returns the id.
+fn wait_for_id(running: &mut Running) -> String {
+    running.wait_for(|out| out.lines().any(|l| l.starts_with("run id: ")));
+    run_id(&running.out.lock().unwrap())
 }
 
 /// A line of `output` that contains every one of `parts`.
 fn has_line(output: &str, parts: &[&str]) -> bool {
     output.lines().any(|l| parts.iter().all(|p| l.contains(p)))
-}
-
-fn is_gone(pid: i32) -> bool {
-    // A zombie waiting for its reaper counts as gone.
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
-}
-
-fn read_pid(file: &Path) -> i32 {
-    std::fs::read_to_string(file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
-/// A running `rh-agents` whose stdout and stderr are collected by threads.
-struct Running {
-    child: Child,
-    out: Arc<Mutex<String>>,
-    err: Arc<Mutex<String>>,
-}
-
-fn collect(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = Arc::clone(&text);
-    thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            let mut s = sink.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
-    text
-}
-
-impl Running {
-    fn start(mut cmd: Command) -> Running {
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let out = collect(child.stdout.take().unwrap());
-        let err = collect(child.stderr.take().unwrap());
-        Running { child, out, err }
-    }
-
-    fn output(&self) -> String {
-        format!(
-            "--- stdout:\n{}--- stderr:\n{}",
-            self.out.lock().unwrap(),
-            self.err.lock().unwrap()
-        )
-    }
-
-    /// Waits (at most 10 s) until `what` holds for the stdout so far.
-    fn wait_for(&mut self, what: impl Fn(&str) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !what(&self.out.lock().unwrap()) {
-            if Instant::now() > deadline || self.child.try_wait().unwrap().is_some() {
-                let _ = self.child.kill();
-                panic!("waited in vain; output so far:\n{}", self.output());
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// Waits for the `run id: ` line (stdout) and returns the id.
-    fn wait_for_id(&mut self) -> String {
-        self.wait_for(|out| out.lines().any(|l| l.starts_with("run id: ")));
-        run_id(&self.out.lock().unwrap())
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap());
-        kill(pid, signal).unwrap();
-    }
-
-    /// Waits for the exit (at most `limit`); returns the code, stdout and stderr.
-    fn finish(mut self, limit: Duration) -> (i32, String, String) {
-        let deadline = Instant::now() + limit;
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("still running after {limit:?}; output:\n{}", self.output());
-            }
-            thread::sleep(Duration::from_millis(5));
-        };
-        // Let the reader threads take the last lines.
-        thread::sleep(Duration::from_millis(50));
-        let out = self.out.lock().unwrap().clone();
-        let err = self.err.lock().unwrap().clone();
-        let all = format!("{out}{err}");
-        assert!(!all.contains("panicked"), "{all}");
-        (status.code().unwrap_or(-1), out, err)
-    }
 }
 
 // 1 ───────────────────────────────────────────────────────────────────────────────────────
@@ -287,9 +194,9 @@ fn a_run_is_recorded_and_listed_filtered_and_shown() {
         &pipeline(
             "store-basic",
             &[
-                step(&s.dir, "a", "echo alpha"),
-                step(&s.dir, "b", "echo beta"),
-                step(&s.dir, "c", "echo gamma"),
+                s.step("a", "echo alpha"),
+                s.step("b", "echo beta"),
+                s.step("c", "echo gamma"),
             ],
         ),
     );
@@ -317,10 +224,7 @@ fn a_run_is_recorded_and_listed_filtered_and_shown() {
     // A second run, of another pipeline, that fails: exit 1, status `failed`.
     let bad = s.write(
         "bad.toml",
-        &pipeline(
-            "store-bad",
-            &[step(&s.dir, "boom", "echo broken >&2; exit 1")],
-        ),
+        &pipeline("store-bad", &[s.step("boom", "echo broken >&2; exit 1")]),
     );
     let out = s.expect(1, &["run", bad.to_str().unwrap(), "--tag", "adhoc"]);
     let bad_id = run_id(&text(&out.stdout));
@@ -429,20 +333,13 @@ fn ctrl_c_in_a_backoff_then_resume_does_not_run_completed_steps_again() {
         "p.toml",
         &pipeline(
             "store-sigint",
-            &[step(&s.dir, "first", "echo one-$$"), flaky, last],
+            &[s.step("first", "echo one-$$"), flaky, last],
         ),
     );
     let mut running = s.start(&["run", file.to_str().unwrap()]);
-    let id = running.wait_for_id();
+    let id = wait_for_id(&mut running);
     running.wait_for(|out| out.contains("retrying"));
-    let sent = Instant::now();
-    running.signal(Signal::SIGINT);
-    let (code, out, err) = running.finish(Duration::from_secs(5));
-    assert!(
-        sent.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        sent.elapsed()
-    );
+    let (code, out, err) = running.stop(Signal::SIGINT, Duration::from_secs(2));
     assert_eq!(code, 3, "{out}{err}");
     let all = format!("{out}{err}");
     assert!(all.contains("user_cancelled"), "{all}");
@@ -496,9 +393,9 @@ fn a_failed_run_resumes_after_the_fix_with_the_pipeline_it_started_with() {
         &pipeline(
             "store-failed",
             &[
-                step(&s.dir, "pre", "echo ready"),
-                step(&s.dir, "check", "test -e \"$0/ok\""),
-                step(&s.dir, "post", "echo done"),
+                s.step("pre", "echo ready"),
+                s.step("check", "test -e \"$0/ok\""),
+                s.step("post", "echo done"),
             ],
         ),
     );
@@ -539,16 +436,15 @@ fn interrupt_from_another_process_stops_a_running_command_at_once() {
         &pipeline(
             "store-interrupt",
             &[
-                step(&s.dir, "first", "echo one"),
-                step(&s.dir, "long", "echo $$ > \"$0/pid\"; exec sleep 30"),
+                s.step("first", "echo one"),
+                s.step("long", "echo $$ > \"$0/pid\"; exec sleep 30"),
             ],
         ),
     );
     let pidfile = s.path("pid");
     let mut running = s.start(&["run", file.to_str().unwrap()]);
-    let id = running.wait_for_id();
-    running.wait_for(|_| std::fs::read_to_string(&pidfile).is_ok_and(|s| s.ends_with('\n')));
-    let pid = read_pid(&pidfile);
+    let id = wait_for_id(&mut running);
+    let pid = running.wait_for_pid(&pidfile);
 
     let asked = s.expect(
         0,
@@ -571,11 +467,7 @@ fn interrupt_from_another_process_stops_a_running_command_at_once() {
     assert!(all.contains("stop now"), "{all}");
     assert!(all.contains("tool long interrupted"), "{all}");
     assert!(all.contains(&format!("rh-agents resume {id}")), "{all}");
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while !is_gone(pid) {
-        assert!(Instant::now() < deadline, "sleep (pid {pid}) still runs");
-        thread::sleep(Duration::from_millis(20));
-    }
+    assert_gone_within(pid, Duration::from_secs(2));
 
     assert_eq!(s.run_entry(&id)["status"], "interrupted");
     let snap = s.snapshot(&id);
@@ -608,10 +500,10 @@ fn interrupt_from_another_process_stops_a_running_command_at_once() {
 fn a_killed_run_resumes_where_it_stopped() {
     let s = Scratch::new("sigkill");
     let names = ["s1", "s2", "s3", "s4", "s5", "s6"];
-    let steps: Vec<String> = names.iter().map(|n| step(&s.dir, n, "sleep 0.2")).collect();
+    let steps: Vec<String> = names.iter().map(|n| s.step(n, "sleep 0.2")).collect();
     let file = s.write("p.toml", &pipeline("store-kill", &steps));
     let mut running = s.start(&["run", file.to_str().unwrap()]);
-    let id = running.wait_for_id();
+    let id = wait_for_id(&mut running);
     running.wait_for(|out| out.contains("tool s2 completed"));
     running.child.kill().unwrap();
     let shown = running.out.lock().unwrap().clone();
@@ -665,10 +557,7 @@ fn export_then_import_into_another_store() {
         "p.toml",
         &pipeline(
             "store-export",
-            &[
-                step(&s.dir, "a", "echo alpha"),
-                step(&s.dir, "b", "echo beta"),
-            ],
+            &[s.step("a", "echo alpha"), s.step("b", "echo beta")],
         ),
     );
     let out = s.expect(0, &["run", file.to_str().unwrap(), "--tag", "ship"]);
@@ -688,29 +577,13 @@ fn export_then_import_into_another_store() {
     // `--store` after the subcommand, into a second store.
     let other = s.path("other.db");
     let import = |code: i32| {
-        let out = bin()
-            .current_dir(&s.dir)
-            .args(["import", exported.to_str().unwrap(), "--store"])
-            .arg(&other)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(code), "{}", both(&out));
-        assert_no_panic(&out);
-        out
+        let mut cmd = s.plain(&["import", exported.to_str().unwrap(), "--store"]);
+        cmd.arg(&other);
+        expect_exit(code, cmd)
     };
     let out = import(0);
     assert!(text(&out.stdout).contains(&id), "{}", both(&out));
-    let in_other = |args: &[&str]| {
-        let out = bin()
-            .current_dir(&s.dir)
-            .arg("--store")
-            .arg(&other)
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(0), "{args:?}\n{}", both(&out));
-        out
-    };
+    let in_other = |args: &[&str]| s.expect_on(&other, 0, args);
     let snap: Value = serde_json::from_slice(&in_other(&["show", "--json", &id]).stdout).unwrap();
     assert_eq!(snap["events"].as_array().unwrap().len(), event_count);
     assert_eq!(snap["status"], "completed");
@@ -740,7 +613,7 @@ fn unknown_ids_and_a_store_that_is_not_a_database_are_bad_input() {
     let s = Scratch::new("bad");
     let file = s.write(
         "p.toml",
-        &pipeline("store-bad-input", &[step(&s.dir, "a", "true")]),
+        &pipeline("store-bad-input", &[s.step("a", "true")]),
     );
     let out = s.expect(0, &["run", file.to_str().unwrap()]);
     let id = run_id(&text(&out.stdout));
@@ -777,16 +650,8 @@ fn unknown_ids_and_a_store_that_is_not_a_database_are_bad_input() {
         vec!["show", id.as_str()],
         vec!["run", file.to_str().unwrap()],
     ] {
-        let out = bin()
-            .current_dir(&s.dir)
-            .arg("--store")
-            .arg(&garbage)
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = s.expect_on(&garbage, 2, &args);
         let stderr = text(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", both(&out));
-        assert_no_panic(&out);
         assert!(stderr.starts_with("error: "), "{args:?}\n{stderr}");
         assert!(stderr.contains("garbage.db"), "{args:?}\n{stderr}");
     }
@@ -798,10 +663,10 @@ fn a_live_run_cannot_be_resumed_elsewhere_and_interrupt_defaults_to_user_cancell
     let s = Scratch::new("live");
     let file = s.write(
         "p.toml",
-        &pipeline("store-live", &[step(&s.dir, "long", "exec sleep 30")]),
+        &pipeline("store-live", &[s.step("long", "exec sleep 30")]),
     );
     let mut running = s.start(&["run", file.to_str().unwrap()]);
-    let id = running.wait_for_id();
+    let id = wait_for_id(&mut running);
     running.wait_for(|out| out.contains("tool long started"));
     while s.count("long") == 0 {
         thread::sleep(Duration::from_millis(10));
@@ -821,16 +686,7 @@ fn a_live_run_cannot_be_resumed_elsewhere_and_interrupt_defaults_to_user_cancell
         format!("{out}{err}").contains("user_cancelled"),
         "{out}{err}"
     );
-    let snap = s.snapshot(&id);
-    assert_eq!(snap["status"], "interrupted");
-    assert!(
-        snap["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["interrupt"]["reason"] == "user_cancelled"),
-        "{snap}"
-    );
+    s.assert_interrupted_by(&id, "user_cancelled");
 }
 
 // 7 ───────────────────────────────────────────────────────────────────────────────────────
@@ -842,19 +698,13 @@ fn json_run_writes_only_events_to_stdout_and_the_id_to_stderr() {
         "p.toml",
         &pipeline(
             "store-json",
-            &[
-                step(&s.dir, "a", "echo alpha"),
-                step(&s.dir, "b", "echo beta"),
-            ],
+            &[s.step("a", "echo alpha"), s.step("b", "echo beta")],
         ),
     );
     let out = s.expect(0, &["run", file.to_str().unwrap(), "--json", "--tag", "ci"]);
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
-    let events: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
-        .collect();
+    let events = json_lines(&stdout);
     for address in ["a#0", "b#0"] {
         assert_eq!(count_events(&events, address, "started"), 1, "{stdout}");
         assert_eq!(count_events(&events, address, "completed"), 1, "{stdout}");
@@ -884,7 +734,7 @@ fn json_resume_of_a_completed_run_keeps_stdout_to_json_lines() {
     let s = Scratch::new("json-resume");
     let file = s.write(
         "p.toml",
-        &pipeline("store-json-resume", &[step(&s.dir, "a", "true")]),
+        &pipeline("store-json-resume", &[s.step("a", "true")]),
     );
     let out = s.expect(0, &["run", file.to_str().unwrap(), "--json"]);
     let id = run_id(&text(&out.stderr));
@@ -909,15 +759,8 @@ fn json_resume_of_a_completed_run_keeps_stdout_to_json_lines() {
 #[test]
 fn the_default_store_is_under_the_working_directory() {
     let s = Scratch::new("default");
-    let file = s.write(
-        "p.toml",
-        &pipeline("store-default", &[step(&s.dir, "a", "true")]),
-    );
-    let here = |args: &[&str]| {
-        let out = bin().current_dir(&s.dir).args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(0), "{args:?}\n{}", both(&out));
-        out
-    };
+    let file = s.write("p.toml", &pipeline("store-default", &[s.step("a", "true")]));
+    let here = |args: &[&str]| expect_exit(0, s.plain(args));
     let out = here(&["run", "p.toml"]);
     let id = run_id(&text(&out.stdout));
     assert!(file.is_file());
@@ -931,20 +774,15 @@ fn the_default_store_is_under_the_working_directory() {
     assert!(s.runs_json(&[]).is_empty());
 
     // `RH_AGENTS_STORE` names the store too.
-    let out = bin()
-        .current_dir(&s.dir)
+    let out = s
+        .plain(&["runs", "--json"])
         .env("RH_AGENTS_STORE", s.store())
-        .args(["runs", "--json"])
         .output()
         .unwrap();
     assert_eq!(text(&out.stdout).trim(), "[]", "{}", both(&out));
-    let out = bin()
-        .current_dir(&s.dir)
-        .env("RH_AGENTS_STORE", s.path("env.db"))
-        .args(["run", "p.toml"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let mut cmd = s.plain(&["run", "p.toml"]);
+    cmd.env("RH_AGENTS_STORE", s.path("env.db"));
+    expect_exit(0, cmd);
     assert!(s.path("env.db").is_file());
 }
 
@@ -955,10 +793,10 @@ fn sigterm_is_a_system_shutdown_saved_as_interrupted() {
     let s = Scratch::new("sigterm");
     let file = s.write(
         "p.toml",
-        &pipeline("store-sigterm", &[step(&s.dir, "long", "exec sleep 30")]),
+        &pipeline("store-sigterm", &[s.step("long", "exec sleep 30")]),
     );
     let mut running = s.start(&["run", file.to_str().unwrap()]);
-    let id = running.wait_for_id();
+    let id = wait_for_id(&mut running);
     running.wait_for(|out| out.contains("tool long started"));
     thread::sleep(Duration::from_millis(100));
     running.signal(Signal::SIGTERM);
@@ -966,16 +804,7 @@ fn sigterm_is_a_system_shutdown_saved_as_interrupted() {
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("run interrupted (system_shutdown)"), "{out}");
     assert!(out.contains(&format!("rh-agents resume {id}")), "{out}");
-    let snap = s.snapshot(&id);
-    assert_eq!(snap["status"], "interrupted");
-    assert!(
-        snap["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["interrupt"]["reason"] == "system_shutdown"),
-        "{snap}"
-    );
+    s.assert_interrupted_by(&id, "system_shutdown");
 }
 
 #[test]
@@ -988,30 +817,15 @@ fn commands_about_existing_runs_never_create_a_store() {
         &["interrupt", "some-id"],
         &["export", "some-id"],
     ] {
-        let out = bin()
-            .current_dir(&s.dir)
-            .arg("--store")
-            .arg(&missing)
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{args:?}\n{}", both(&out));
+        let out = s.expect_on(&missing, 2, args);
         assert!(
             text(&out.stderr).contains("no store here"),
             "{}",
             both(&out)
         );
-        assert_no_panic(&out);
     }
     // Listing a store that does not exist yet is an empty list.
-    let out = bin()
-        .current_dir(&s.dir)
-        .arg("--store")
-        .arg(&missing)
-        .args(["runs", "--json"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", both(&out));
+    let out = s.expect_on(&missing, 0, &["runs", "--json"]);
     assert_eq!(text(&out.stdout).trim(), "[]");
     assert!(!s.path("typo").exists(), "nothing was created");
 }
