@@ -120,13 +120,9 @@ fn short_duration(d: Duration) -> String {
 
 /// `rh-agents show RUN_ID`.
 pub fn show(store: &StoreArg, args: &ShowArgs) -> Exit {
-    let store_handle = match store.open_existing() {
-        Ok(s) => s,
+    let snapshot = match store.load(&args.run_id) {
+        Ok((_, snapshot)) => snapshot,
         Err(exit) => return exit,
-    };
-    let snapshot = match store_handle.load(&args.run_id) {
-        Ok(s) => s,
-        Err(e) => return store.fail(&e),
     };
     if args.json {
         line(To::Stdout, &snapshot.to_json_pretty());

@@ -11,14 +11,10 @@ use crate::output::{line, To};
 
 /// `rh-agents interrupt RUN_ID [--reason R] [--message M]`.
 pub fn interrupt(store: &StoreArg, args: &InterruptArgs) -> Exit {
-    let store_handle = match store.open_existing() {
-        Ok(s) => s,
-        Err(exit) => return exit,
-    };
     let id = &args.run_id;
-    let snapshot = match store_handle.load(id) {
-        Ok(s) => s,
-        Err(e) => return store.fail(&e),
+    let (store_handle, snapshot) = match store.load(id) {
+        Ok(loaded) => loaded,
+        Err(exit) => return exit,
     };
     if snapshot.status != RunStatus::Running {
         line(

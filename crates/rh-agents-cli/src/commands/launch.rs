@@ -60,13 +60,9 @@ pub fn run(store: &StoreArg, args: &RunArgs) -> Exit {
 
 /// `rh-agents resume RUN_ID`.
 pub fn resume(store: &StoreArg, args: &ResumeArgs) -> Exit {
-    let store_handle = match store.open_existing() {
-        Ok(s) => s,
+    let (store_handle, snapshot) = match store.load(&args.run_id) {
+        Ok(loaded) => loaded,
         Err(exit) => return exit,
-    };
-    let snapshot = match store_handle.load(&args.run_id) {
-        Ok(s) => s,
-        Err(e) => return store.fail(&e),
     };
     if snapshot.status == rh_agents::store::RunStatus::Completed {
         // With --json, stdout carries JSON lines only.

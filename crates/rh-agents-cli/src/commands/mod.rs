@@ -9,7 +9,7 @@ pub mod transfer;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use rh_agents::store::{SqliteStore, StateStore, StoreError};
+use rh_agents::store::{Snapshot, SqliteStore, StateStore, StoreError};
 
 use crate::cli::DEFAULT_STORE;
 use crate::exit::Exit;
@@ -60,6 +60,20 @@ impl StoreArg {
         match SqliteStore::open_existing(&self.path) {
             Ok(store) => Ok(Arc::new(store)),
             Err(e) => Err(fail(&e)),
+        }
+    }
+
+    /// Opens the store (only if it exists) and loads the run `id` from it, reporting a
+    /// failure: for commands about one run already there.
+    ///
+    /// # Errors
+    ///
+    /// The exit code for the failure, which has been reported on stderr.
+    pub fn load(&self, id: &str) -> Result<(Arc<dyn StateStore>, Snapshot), Exit> {
+        let store = self.open_existing()?;
+        match store.load(id) {
+            Ok(snapshot) => Ok((store, snapshot)),
+            Err(e) => Err(self.fail(&e)),
         }
     }
 
