@@ -5,29 +5,60 @@
 use std::io;
 
 use rh_agents::{ExecutionState, InterruptReason, InterruptSignal};
-use tokio::signal::unix::{signal, SignalKind};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::task::JoinHandle;
 
-/// Listens for SIGINT and SIGTERM until the returned task is aborted. The first signal wins;
-/// later ones are recorded by nothing (the run is already stopping).
+/// SIGINT and SIGTERM taken over from the default action (which ends the process at once).
+/// Made before the run is created, so a signal that comes while it is being set up is kept
+/// and delivered to it by [`Signals::attach`].
+#[derive(Debug)]
+pub struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    /// Starts listening.
+    ///
+    /// # Errors
+    ///
+    /// When the signal handlers cannot be installed.
+    pub fn listen() -> io::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Turns signals into interrupts of `state` until the returned task is aborted. The
+    /// first signal wins; later ones change nothing (the run is already stopping).
+    pub fn attach(self, state: &ExecutionState) -> JoinHandle<()> {
+        let Self {
+            mut interrupt,
+            mut terminate,
+        } = self;
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let signal = tokio::select! {
+                    Some(()) = interrupt.recv() => InterruptSignal::new(InterruptReason::UserCancelled)
+                        .message("SIGINT (Ctrl-C)"),
+                    Some(()) = terminate.recv() => InterruptSignal::new(InterruptReason::SystemShutdown)
+                        .message("SIGTERM"),
+                    else => break,
+                };
+                state.request_interrupt(signal.triggered_by("rh-agents").save_checkpoint(true));
+            }
+        })
+    }
+}
+
+/// Listens for SIGINT and SIGTERM and interrupts `state` on them, until the returned task is
+/// aborted.
 ///
 /// # Errors
 ///
 /// When the signal handlers cannot be installed.
 pub fn install(state: &ExecutionState) -> io::Result<JoinHandle<()>> {
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let state = state.clone();
-    Ok(tokio::spawn(async move {
-        loop {
-            let signal = tokio::select! {
-                Some(()) = interrupt.recv() => InterruptSignal::new(InterruptReason::UserCancelled)
-                    .message("SIGINT (Ctrl-C)"),
-                Some(()) = terminate.recv() => InterruptSignal::new(InterruptReason::SystemShutdown)
-                    .message("SIGTERM"),
-                else => break,
-            };
-            state.request_interrupt(signal.triggered_by("rh-agents").save_checkpoint(true));
-        }
-    }))
+    Ok(Signals::listen()?.attach(state))
 }

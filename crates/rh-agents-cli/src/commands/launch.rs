@@ -156,10 +156,23 @@ fn execute(
             }
             None => run::state_builder().subscriber(JsonLines::stdout()),
         };
+        // Signals are taken over before the run exists: a Ctrl-C while it is being set up is
+        // kept and interrupts it as soon as it is, instead of killing the process.
+        let signals = match signals::Signals::listen() {
+            Ok(signals) => signals,
+            Err(e) => {
+                line(
+                    To::Stderr,
+                    &format!("error: cannot listen for signals: {e}"),
+                );
+                return Exit::Internal;
+            }
+        };
         let state = match make(builder) {
             Ok(state) => state,
             Err(e) => return store.fail(&e),
         };
+        let listener = signals.attach(&state);
         let to = if watch.json { To::Stderr } else { To::Stdout };
         line(to, &format!("run id: {}", state.id()));
         if let Some(store_handle) = state.store() {
@@ -171,16 +184,6 @@ fn execute(
                 return Exit::Internal;
             }
         }
-        let listener = match signals::install(&state) {
-            Ok(task) => task,
-            Err(e) => {
-                line(
-                    To::Stderr,
-                    &format!("error: cannot listen for signals: {e}"),
-                );
-                return Exit::Internal;
-            }
-        };
         let outcome = run::run_pipeline(&state, pipeline, options).await;
         listener.abort();
         state.cancel_timeout();
