@@ -20,6 +20,9 @@
 //!   bounded workers, fail-fast or fail-slow, with a timeout and a circuit breaker.
 //! - [`ExecutionState::request_interrupt`] stops the run; external
 //!   [`InterruptChecker`]s let another process do so.
+//! - [`store`] makes runs durable: [`ExecutionStateBuilder::start`] writes every record to a
+//!   [`store::StateStore`] (SQLite by default) as it is made, and
+//!   [`ExecutionStateBuilder::resume`] continues a run, replaying what completed.
 //! - [`ExecutionState::history`], [`ExecutionState::subscribe`] and
 //!   [`ExecutionState::stream`] show what happened; [`observe`] has the console printer, the
 //!   run summary, progress lines, JSON lines and (feature `tracing`) a `tracing` bridge.
