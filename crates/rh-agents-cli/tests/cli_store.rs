@@ -301,6 +301,11 @@ fn a_run_is_recorded_and_listed_filtered_and_shown() {
     assert_eq!(snap["status"], "completed");
     assert_eq!(snap["metadata"]["tags"], serde_json::json!(["nightly"]));
     let events = snap["events"].as_array().unwrap();
+    // The summary `show` printed counts exactly the stored records.
+    assert!(
+        shown.contains(&format!("records: {}", events.len())),
+        "{shown}"
+    );
     for name in ["a", "b", "c"] {
         let address = format!("{name}#0");
         assert_eq!(count_events(events, &address, "started"), 1, "{name}");
