@@ -1,5 +1,7 @@
-//! Signals become interrupts: SIGINT (Ctrl-C) asks with reason `user_cancelled`, SIGTERM with
-//! `system_shutdown`; both ask for a checkpoint. The run then stops where it is, also in the
+//! Signals become interrupts: SIGINT (Ctrl-C) and SIGQUIT ask with reason `user_cancelled`,
+//! SIGTERM and SIGHUP (the terminal went away) with `system_shutdown`; all ask for a
+//! checkpoint. Left to their default action, they would end the process at once and leave a
+//! step's command running in its own process group. The run then stops where it is, also in the
 //! middle of a backoff or a command (which gets SIGTERM, then SIGKILL).
 
 use std::io;
@@ -15,6 +17,8 @@ use tokio::task::JoinHandle;
 pub struct Signals {
     interrupt: Signal,
     terminate: Signal,
+    hangup: Signal,
+    quit: Signal,
 }
 
 impl Signals {
@@ -27,6 +31,8 @@ impl Signals {
         Ok(Self {
             interrupt: signal(SignalKind::interrupt())?,
             terminate: signal(SignalKind::terminate())?,
+            hangup: signal(SignalKind::hangup())?,
+            quit: signal(SignalKind::quit())?,
         })
     }
 
@@ -36,6 +42,8 @@ impl Signals {
         let Self {
             mut interrupt,
             mut terminate,
+            mut hangup,
+            mut quit,
         } = self;
         let state = state.clone();
         tokio::spawn(async move {
@@ -45,6 +53,10 @@ impl Signals {
                         .message("SIGINT (Ctrl-C)"),
                     Some(()) = terminate.recv() => InterruptSignal::new(InterruptReason::SystemShutdown)
                         .message("SIGTERM"),
+                    Some(()) = hangup.recv() => InterruptSignal::new(InterruptReason::SystemShutdown)
+                        .message("SIGHUP (the terminal went away)"),
+                    Some(()) = quit.recv() => InterruptSignal::new(InterruptReason::UserCancelled)
+                        .message("SIGQUIT"),
                     else => break,
                 };
                 state.request_interrupt(signal.triggered_by("rh-agents").save_checkpoint(true));

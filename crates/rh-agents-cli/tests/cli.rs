@@ -169,6 +169,25 @@ fn every_kind_of_bad_file_is_exit_2_with_file_line_and_column() {
             ":6:7: ",
             "`url` is not a field of a command step",
         ),
+        (
+            "nul-in-argument",
+            format!("name = \"x\"\n{ok_step}args = [\"a\\u0000b\"]\n"),
+            ":6:9: ",
+            "contains a NUL byte",
+        ),
+        (
+            "impossible-exit-code",
+            format!("name = \"x\"\n{ok_step}retryable_exit_codes = [1, 300]\n"),
+            ":6:24: ",
+            "exit code 300 cannot happen: exit codes are 1 to 255",
+        ),
+        (
+            "bad-header-value",
+            "name = \"x\"\n[[steps]]\nname = \"a\"\nkind = \"http\"\nurl = \"http://x\"\nheaders = { x-a = \"one\\ntwo\" }\n"
+                .to_owned(),
+            ":6:19: ",
+            "the value of header \"x-a\" is not valid",
+        ),
     ];
     for (name, body, position, message) in cases {
         let file = write(&dir, &format!("{name}.toml"), body);
@@ -243,6 +262,48 @@ fn sigterm_is_a_system_shutdown() {
     let (code, out, _) = running.finish(Duration::from_secs(6));
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("run interrupted (system_shutdown)"), "{out}");
+}
+
+#[test]
+fn sighup_is_a_system_shutdown_that_stops_the_command() {
+    let dir = scratch("sighup");
+    let pidfile = dir.join("pid");
+    let file = write(
+        &dir,
+        "p.toml",
+        &format!(
+            "name = \"x\"\n[[steps]]\nname = \"long\"\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"echo $$ > '{}'; exec sleep 30\"]\n",
+            pidfile.display()
+        ),
+    );
+    let mut running = start(&file);
+    let pid = running.wait_for_pid(&pidfile);
+    let (code, out, err) = running.stop(Signal::SIGHUP, Duration::from_secs(3));
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(out.contains("run interrupted (system_shutdown)"), "{out}");
+    assert_gone_within(pid, Duration::from_secs(2));
+}
+
+#[test]
+fn an_argument_the_system_refuses_is_not_retried() {
+    // The first step prints a NUL byte; the second passes it on as an argument, which no
+    // program can receive: the same failure every time, so no retry and no backoff.
+    let dir = scratch("nul");
+    let file = write(
+        &dir,
+        "p.toml",
+        "name = \"x\"\n[defaults]\nretry = { strategy = \"constant\", base = \"30s\", max_attempts = 3 }\n[[steps]]\nname = \"a\"\nkind = \"command\"\nprogram = \"printf\"\nargs = [\"x\\\\000y\"]\n[[steps]]\nname = \"b\"\nkind = \"command\"\nprogram = \"echo\"\nargs = [\"{{ steps.a.stdout }}\"]\n",
+    );
+    let started = Instant::now();
+    let out = run(&file, &[]);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no 30 s backoff"
+    );
+    assert!(all.contains("tool b failed"), "{all}");
+    assert!(!all.contains("tool b retrying"), "{all}");
 }
 
 #[test]

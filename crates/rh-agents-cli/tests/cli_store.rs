@@ -834,3 +834,52 @@ fn commands_about_existing_runs_never_create_a_store() {
     assert_eq!(text(&out.stdout).trim(), "[]");
     assert!(!s.path("typo").exists(), "nothing was created");
 }
+
+#[test]
+fn a_resume_from_another_directory_runs_commands_where_the_run_started() {
+    let s = Scratch::new("workdir");
+    let first = s.path("first");
+    let elsewhere = s.path("elsewhere");
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let marker = s.path("ok");
+    let file = s.write(
+        "p.toml",
+        &pipeline(
+            "workdir",
+            &[
+                s.step("a", "pwd > \"$0/a.pwd\""),
+                s.step(
+                    "b",
+                    &format!(
+                        "test -f \"{}\" || exit 1; pwd > \"$0/b.pwd\"",
+                        marker.display()
+                    ),
+                ),
+            ],
+        ),
+    );
+    let mut run = s.cmd(&["run"]);
+    run.arg(&file).current_dir(&first);
+    let out = expect_exit(1, run);
+    let id = run_id(&text(&out.stdout));
+
+    std::fs::write(&marker, "").unwrap();
+    let mut resume = s.cmd(&["resume", &id]);
+    resume.current_dir(&elsewhere);
+    expect_exit(0, resume);
+    let pwd = |name: &str| {
+        std::fs::read_to_string(s.path(&format!("{name}.pwd")))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let first = std::fs::canonicalize(&first).unwrap();
+    assert_eq!(Path::new(&pwd("a")), first);
+    assert_eq!(
+        Path::new(&pwd("b")),
+        first,
+        "the resumed step ran where the run started, not where it was resumed"
+    );
+    assert_eq!(s.count("a"), 1);
+}

@@ -22,6 +22,7 @@ use crate::signals;
 /// changed or moved since.
 const SOURCE_KEY: &str = "pipeline_source";
 const FILE_KEY: &str = "pipeline_file";
+const WORKDIR_KEY: &str = "working_dir";
 
 /// `rh-agents run FILE`.
 pub fn run(store: &StoreArg, args: &RunArgs) -> Exit {
@@ -35,12 +36,25 @@ pub fn run(store: &StoreArg, args: &RunArgs) -> Exit {
             return Exit::BadInput;
         }
     };
-    // Absolute, so a resume from another directory finds the same working directories.
-    let file = std::fs::canonicalize(&args.file).unwrap_or_else(|_| args.file.clone());
-    let pipeline = match parse(&text, &file, &args.file) {
+    // Diagnostics name the file as the user typed it.
+    let mut pipeline = match parse(&text, &args.file, &args.file) {
         Ok(p) => p,
         Err(exit) => return exit,
     };
+    // Kept with the run, absolute, so a resume from another directory reads the file's
+    // relative `cwd`s the same way and runs the other commands where they ran first.
+    let file = std::fs::canonicalize(&args.file).unwrap_or_else(|_| args.file.clone());
+    let workdir = match std::env::current_dir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            line(
+                To::Stderr,
+                &format!("error: cannot read the working directory: {e}"),
+            );
+            return Exit::Internal;
+        }
+    };
+    pipeline.default_cwd(&workdir);
     let store_handle = match store.open() {
         Ok(s) => s,
         Err(exit) => return exit,
@@ -49,6 +63,7 @@ pub fn run(store: &StoreArg, args: &RunArgs) -> Exit {
     metadata.tags.clone_from(&args.tags);
     metadata = metadata
         .custom(FILE_KEY, Value::from(file.display().to_string()))
+        .custom(WORKDIR_KEY, Value::from(workdir.display().to_string()))
         .custom(SOURCE_KEY, Value::from(text));
     let options = RunOptions {
         tags: args.tags.clone(),
@@ -96,10 +111,14 @@ pub fn resume(store: &StoreArg, args: &ResumeArgs) -> Exit {
         return Exit::BadInput;
     };
     let file = PathBuf::from(file);
-    let pipeline = match parse(text, &file, &file) {
+    let mut pipeline = match parse(text, &file, &file) {
         Ok(p) => p,
         Err(exit) => return exit,
     };
+    // Commands without a `cwd` run where the run was started, wherever it is resumed from.
+    if let Some(dir) = custom.get(WORKDIR_KEY).and_then(Value::as_str) {
+        pipeline.default_cwd(std::path::Path::new(dir));
+    }
     let options = RunOptions {
         tags: snapshot.metadata.tags.clone(),
     };

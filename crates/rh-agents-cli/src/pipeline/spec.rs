@@ -19,6 +19,25 @@ pub struct Pipeline {
     pub steps: Vec<Step>,
 }
 
+impl Pipeline {
+    /// Runs commands that name no `cwd` in `dir`: the directory the run was started in, kept
+    /// with the run so that a resume from elsewhere runs them where they ran first.
+    pub fn default_cwd(&mut self, dir: &std::path::Path) {
+        fn walk(steps: &mut [Step], dir: &std::path::Path) {
+            for step in steps {
+                match &mut step.action {
+                    Action::Command(spec) if spec.cwd.is_none() => {
+                        spec.cwd = Some(dir.to_path_buf());
+                    }
+                    Action::Parallel(group) => walk(&mut group.steps, dir),
+                    Action::Command(_) | Action::Http(_) => {}
+                }
+            }
+        }
+        walk(&mut self.steps, dir);
+    }
+}
+
 /// One step.
 #[derive(Debug, Clone)]
 pub struct Step {

@@ -171,17 +171,41 @@ impl Drop for Reader {
     }
 }
 
-fn spawn_error(program: &str, e: &io::Error) -> BoxError {
-    let message = match e.kind() {
-        io::ErrorKind::NotFound => format!("cannot run `{program}`: program not found"),
-        io::ErrorKind::PermissionDenied => format!("cannot run `{program}`: permission denied"),
+fn spawn_error(program: &str, cwd: Option<&std::path::Path>, e: &io::Error) -> BoxError {
+    let message = match (e.kind(), cwd) {
+        (io::ErrorKind::NotFound, Some(dir)) if !dir.is_dir() => format!(
+            "cannot run `{program}`: its working directory {} does not exist",
+            dir.display()
+        ),
+        (io::ErrorKind::NotFound, _) => format!("cannot run `{program}`: program not found"),
+        (io::ErrorKind::PermissionDenied, _) => {
+            format!("cannot run `{program}`: permission denied")
+        }
         _ => format!("cannot run `{program}`: {e}"),
     };
-    match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => {
-            StepError(message).permanent().into()
+    // Only a shortage of system resources may pass; anything else (not found, not
+    // executable, a NUL byte or an argument list too long from a template) fails the same
+    // way every time.
+    const EINTR: i32 = 4;
+    const EAGAIN: i32 = 11;
+    const ENOMEM: i32 = 12;
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    const ETXTBSY: i32 = 26;
+    match e.raw_os_error() {
+        Some(EINTR | EAGAIN | ENOMEM | ENFILE | EMFILE | ETXTBSY) => {
+            StepError(message).transient().into()
         }
-        _ => StepError(message).transient().into(),
+        _ => StepError(message).permanent().into(),
+    }
+}
+
+/// Aborts a helper task when the attempt ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -210,19 +234,24 @@ async fn run(
     if let Some(dir) = &input.cwd {
         cmd.current_dir(dir);
     }
-    let mut child = cmd.spawn().map_err(|e| spawn_error(&input.program, &e))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| spawn_error(&input.program, input.cwd.as_deref(), &e))?;
     let group = Group(
         child
             .id()
             .and_then(|id| i32::try_from(id).ok())
             .map(Pid::from_raw),
     );
-    if let (Some(mut pipe), Some(text)) = (child.stdin.take(), input.stdin) {
-        tokio::spawn(async move {
+    // A background process that keeps the input pipe open without reading it must not keep
+    // the writer alive after the attempt.
+    let _writer = match (child.stdin.take(), input.stdin) {
+        (Some(mut pipe), Some(text)) => Some(AbortOnDrop(tokio::spawn(async move {
             // A child that exits without reading its input closes the pipe: not an error.
             let _ = pipe.write_all(text.as_bytes()).await;
-        });
-    }
+        }))),
+        _ => None,
+    };
     let mut stdout = Reader::spawn(child.stdout.take());
     let mut stderr = Reader::spawn(child.stderr.take());
 
@@ -232,6 +261,9 @@ async fn run(
         })?,
         () = ctx.interrupted() => {
             group.signal(Signal::SIGTERM);
+            // A process stopped (e.g. by SIGTTIN, reading the terminal from the background)
+            // would keep the SIGTERM pending until the SIGKILL: wake it to take it.
+            group.signal(Signal::SIGCONT);
             if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
                 group.signal(Signal::SIGKILL);
                 let _ = child.wait().await;
@@ -241,8 +273,8 @@ async fn run(
     };
     // Exited normally: what it left running in the background is its business.
     group.disarm();
-    let stdout = stdout.finish().await;
-    let stderr = stderr.finish().await;
+    // Drained together: each may wait out the short grace for background writers.
+    let (stdout, stderr) = tokio::join!(stdout.finish(), stderr.finish());
     match status.code() {
         Some(0) => Ok(CommandOutput {
             stdout,

@@ -92,6 +92,21 @@ fn transport(e: &reqwest::Error) -> BoxError {
     }
 }
 
+/// The body, cut at [`MAX_CAPTURE`](super::command::MAX_CAPTURE) bytes (like a command's
+/// output): a huge or endless response must not exhaust memory.
+async fn read_body(mut response: reqwest::Response) -> Result<String, BoxError> {
+    let limit = super::command::MAX_CAPTURE;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport(&e))? {
+        let room = limit.saturating_sub(bytes.len());
+        bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if bytes.len() >= limit {
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
 async fn send(client: &reqwest::Client, input: HttpInput) -> Result<HttpOutput, BoxError> {
     let method = reqwest::Method::from_bytes(input.method.as_bytes()).map_err(|_| {
         StepError(format!("\"{}\" is not an HTTP method", input.method)).permanent()
@@ -122,7 +137,7 @@ async fn send(client: &reqwest::Client, input: HttpInput) -> Result<HttpOutput, 
         .get("retry-after")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = response.text().await.map_err(|e| transport(&e))?;
+    let body = read_body(response).await?;
     if status.is_success() {
         return Ok(HttpOutput {
             status: status.as_u16(),

@@ -22,6 +22,9 @@ use serde_json::Value;
 
 use crate::pipeline::{Action, Outputs, Step};
 
+/// How long an HTTP step waits for a connection to be accepted before the attempt fails.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 pub use command::{CommandInput, CommandOutput};
 pub use http::{HttpInput, HttpOutput};
 pub use parallel::{ChildInput, ParallelInput};
@@ -89,6 +92,9 @@ impl StepEnv {
     pub fn new() -> Result<StepEnv, reqwest::Error> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("rh-agents/", env!("CARGO_PKG_VERSION")))
+            // A server that never accepts the connection is a failed attempt (retried), not
+            // a step that hangs when it has no `timeout`.
+            .connect_timeout(CONNECT_TIMEOUT)
             .build()?;
         Ok(StepEnv { http })
     }

@@ -16,9 +16,9 @@ use toml::Spanned;
 use super::position::{Diagnostic, Source};
 use super::raw::{RawKind, RawPipeline, RawStep};
 use super::spec::{Action, CommandSpec, HttpSpec, ParallelSpec, Pipeline, Step};
-use super::template::is_valid_name;
+use super::template::{is_valid_name, Template};
 use refs::{Scope, TopInfo};
-use retry::Level;
+use retry::{strategy_name, Level};
 
 /// Parses and validates the text of a pipeline file. `file` names the file in diagnostics;
 /// relative `cwd`s are resolved against its directory.
@@ -208,7 +208,19 @@ impl Validator<'_> {
             RetryPolicy::disabled()
         } else {
             let level = self.level(raw.timeout.as_ref(), raw.retry.as_ref());
-            match level.over(&self.defaults).policy() {
+            let merged = level.over(&self.defaults);
+            if let Some(strategy) = merged.own_multiplier_misapplied(&level) {
+                let span = raw.retry.as_ref().map_or(raw.name.span(), Spanned::span);
+                self.error(
+                    &span,
+                    format!(
+                        "`multiplier` applies only to strategy = \"exponential\", and this \
+                         step's strategy (from [defaults]) is \"{}\"",
+                        strategy_name(strategy)
+                    ),
+                );
+            }
+            match merged.policy() {
                 Ok(p) => p,
                 Err(e) => {
                     let span = raw.retry.as_ref().map_or(raw.name.span(), Spanned::span);
@@ -224,6 +236,20 @@ impl Validator<'_> {
         })
     }
 
+    /// A template that becomes a program name, argument or environment value: the system
+    /// cannot pass a NUL byte in one, so a literal one is refused here, before anything runs.
+    fn argument(&mut self, s: &Spanned<String>, scope: &Scope<'_>) -> Option<Template> {
+        if s.get_ref().contains('\0') {
+            self.error(
+                &s.span(),
+                "contains a NUL byte, which a program name, argument or environment value \
+                 cannot hold",
+            );
+            return None;
+        }
+        self.template(s, scope)
+    }
+
     fn command(&mut self, raw: &RawStep, scope: &Scope<'_>) -> Option<CommandSpec> {
         self.forbid_other_kinds(raw, RawKind::Command);
         let program = match &raw.program {
@@ -231,7 +257,7 @@ impl Validator<'_> {
                 self.error(&p.span(), "`program` is empty");
                 None
             }
-            Some(p) => self.template(p, scope),
+            Some(p) => self.argument(p, scope),
             None => {
                 self.error(
                     &raw.name.span(),
@@ -248,7 +274,7 @@ impl Validator<'_> {
             .into_iter()
             .flatten()
         {
-            args.extend(self.template(arg, scope));
+            args.extend(self.argument(arg, scope));
         }
         let mut env = Vec::new();
         if let Some(vars) = &raw.env {
@@ -260,7 +286,7 @@ impl Validator<'_> {
                     );
                     continue;
                 }
-                if let Some(t) = self.template(value, scope) {
+                if let Some(t) = self.argument(value, scope) {
                     env.push((key.clone(), t));
                 }
             }
@@ -287,6 +313,12 @@ impl Validator<'_> {
                 self.error(
                     &codes.span(),
                     "exit code 0 is success: it cannot be in `retryable_exit_codes`",
+                );
+            }
+            if let Some(bad) = codes.get_ref().iter().find(|c| !(1..=255).contains(*c)) {
+                self.error(
+                    &codes.span(),
+                    format!("exit code {bad} cannot happen: exit codes are 1 to 255"),
                 );
             }
             codes.get_ref().clone()
@@ -351,6 +383,18 @@ impl Validator<'_> {
                     self.error(
                         &value.span(),
                         format!("\"{key}\" is not a valid header name"),
+                    );
+                    continue;
+                }
+                if !value.get_ref().contains("{{")
+                    && reqwest::header::HeaderValue::from_str(value.get_ref()).is_err()
+                {
+                    self.error(
+                        &value.span(),
+                        format!(
+                            "the value of header \"{key}\" is not valid (control characters such \
+                             as line breaks are not allowed)"
+                        ),
                     );
                     continue;
                 }

@@ -25,19 +25,29 @@ pub(super) struct Level {
 }
 
 impl Level {
-    /// These settings, each one left out taken from `under`.
+    /// These settings, each one left out taken from `under`. A multiplier is inherited only
+    /// where it applies: a step that chooses another strategy does not carry the default's.
     pub(super) fn over(&self, under: &Level) -> Level {
+        let strategy = self.strategy.or(under.strategy);
+        let exponential = strategy.unwrap_or(Backoff::Exponential) == Backoff::Exponential;
         Level {
             enabled: self.enabled.or(under.enabled),
-            strategy: self.strategy.or(under.strategy),
+            strategy,
             base: self.base.or(under.base),
-            multiplier: self.multiplier.or(under.multiplier),
+            multiplier: self.multiplier.or(under.multiplier.filter(|_| exponential)),
             max_attempts: self.max_attempts.or(under.max_attempts),
             max_delay: self.max_delay.or(under.max_delay),
             jitter: self.jitter.or(under.jitter),
             retry_timeout: self.retry_timeout.or(under.retry_timeout),
             attempt_timeout: self.attempt_timeout.or(under.attempt_timeout),
         }
+    }
+
+    /// The merged strategy, when `own` (the step's level) gives a multiplier that it does not
+    /// apply to: a multiplier whose step inherits a strategy other than exponential.
+    pub(super) fn own_multiplier_misapplied(&self, own: &Level) -> Option<Backoff> {
+        let strategy = self.strategy.unwrap_or(Backoff::Exponential);
+        (own.multiplier.is_some() && strategy != Backoff::Exponential).then_some(strategy)
     }
 
     /// The policy: the settings given, the library's defaults for the rest.
@@ -53,6 +63,16 @@ impl Level {
             .set(self.retry_timeout, RetryPolicyBuilder::retry_timeout)
             .set(self.attempt_timeout, RetryPolicyBuilder::attempt_timeout)
             .build()
+    }
+}
+
+/// A strategy's name as written in the file.
+pub(super) fn strategy_name(strategy: Backoff) -> &'static str {
+    match strategy {
+        Backoff::Constant => "constant",
+        Backoff::Linear => "linear",
+        Backoff::Exponential => "exponential",
+        Backoff::Fibonacci => "fibonacci",
     }
 }
 
@@ -203,6 +223,43 @@ timeout = "1s"
         assert!(!b.is_enabled());
         assert_eq!(b.max_attempts(), 1);
         assert_eq!(b.attempt_timeout(), Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_multiplier_applies_only_under_an_exponential_strategy_across_levels() {
+        // Inherited from [defaults] by a step that chose another strategy: not carried.
+        let p = pipeline(
+            r#"name = "x"
+[defaults]
+retry = { strategy = "exponential", multiplier = 3 }
+[[steps]]
+name = "a"
+kind = "command"
+program = "true"
+retry = { strategy = "linear" }
+"#,
+        );
+        assert_eq!(p.steps[0].retry.backoff(), Backoff::Linear);
+        // Given by a step that inherits another strategy: an error, not silently ignored.
+        let err = parse(
+            r#"name = "x"
+[defaults]
+retry = { strategy = "linear" }
+[[steps]]
+name = "a"
+kind = "command"
+program = "true"
+retry = { multiplier = 3 }
+"#,
+            Path::new("p.toml"),
+        )
+        .unwrap_err();
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert!(
+            err[0].to_string().contains("`multiplier` applies only"),
+            "{}",
+            err[0]
+        );
     }
 
     #[test]
