@@ -488,3 +488,44 @@ fn run_timeout_interrupts_with_exit_3() {
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(text(&out.stdout).contains("run interrupted (timeout)"));
 }
+
+#[test]
+fn http_408_is_retried() {
+    let (port, arrivals) = serve(vec![
+        "HTTP/1.1 408 Request Timeout\r\nContent-Length: 4\r\nConnection: close\r\n\r\nslow",
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+    ]);
+    let dir = scratch("http408");
+    let file = write(
+        &dir,
+        "p.toml",
+        &format!("name = \"x\"\n[[steps]]\nname = \"get\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\nretry = {{ base = \"10ms\" }}\n"),
+    );
+    let out = run(&file, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(arrivals.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn a_command_the_shell_cannot_find_is_not_retried() {
+    let dir = scratch("127");
+    let file = write(
+        &dir,
+        "p.toml",
+        "name = \"x\"\n[[steps]]\nname = \"typo\"\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"no-such-command-rh-agents\"]\nretry = { strategy = \"constant\", base = \"30s\", max_attempts = 3 }\n",
+    );
+    let started = Instant::now();
+    let out = run(&file, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "no 30 s backoff"
+    );
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("attempt 1/3, not retried"), "{stdout}");
+    assert!(
+        text(&out.stderr).contains("exited with code 127"),
+        "{}",
+        text(&out.stderr)
+    );
+}

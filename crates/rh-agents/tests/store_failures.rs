@@ -318,3 +318,60 @@ fn opening_a_store_that_must_exist_creates_nothing() {
     SqliteStore::open(&path).unwrap();
     SqliteStore::open_existing(&path).unwrap();
 }
+
+#[test]
+fn many_processes_opening_a_new_store_at_once_all_get_in() {
+    // `rh-agents run` started in several terminals on a store that does not exist yet: each
+    // process opens it (one of them creates it), and none may fail with "database is
+    // locked". The test binary runs itself as those processes.
+    const CHILD: &str = "RH_AGENTS_OPEN_CHILD";
+    if let Ok(path) = std::env::var(CHILD) {
+        // Every child waits for the go, so that they open the store at the same instant.
+        let go = std::path::Path::new(&path).with_extension("go");
+        while !go.exists() {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+        let store: Arc<dyn StateStore> =
+            Arc::new(SqliteStore::open(&path).unwrap_or_else(|e| panic!("open: {e}")));
+        let id = format!("run-{}", std::process::id());
+        let state = ExecutionState::builder()
+            .id(id)
+            .start(store)
+            .unwrap_or_else(|e| panic!("start: {e}"));
+        state.log(rh_agents::Severity::Info, "hello");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    for round in 0..4 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args([
+                        "--exact",
+                        "many_processes_opening_a_new_store_at_once_all_get_in",
+                        "--test-threads=1",
+                    ])
+                    .env(CHILD, &path)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::fs::write(path.with_extension("go"), "").unwrap();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.list(&ListFilter::new()).unwrap().len(), 8);
+    }
+}

@@ -293,6 +293,11 @@ async fn run(
                     message.push_str(" (exit code not in retryable_exit_codes)");
                     Err(StepError(message).permanent().into())
                 }
+                // The shell's "not executable" and "command not found": the same next time.
+                None if code == 126 || code == 127 => {
+                    message.push_str(" (the shell could not run the command: not retried)");
+                    Err(StepError(message).permanent().into())
+                }
                 _ => Err(StepError(message).into()),
             }
         }

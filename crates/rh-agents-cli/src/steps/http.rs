@@ -1,7 +1,7 @@
 //! `http` steps: one request per attempt.
 //!
-//! A 2xx response succeeds. 5xx, 429 and errors reaching the server (connection refused,
-//! reset, timed out) are transient and honour a `Retry-After: SECONDS` header; other
+//! A 2xx response succeeds. 5xx, 408, 425, 429 and errors reaching the server (connection
+//! refused, reset, timed out) are transient and honour a `Retry-After: SECONDS` header; other
 //! statuses are permanent: retrying a 404 cannot help.
 
 use std::collections::BTreeMap;
@@ -85,7 +85,8 @@ fn chain(e: &reqwest::Error) -> String {
 
 fn transport(e: &reqwest::Error) -> BoxError {
     let error = StepError(chain(e));
-    if e.is_builder() {
+    // A request that cannot be built, or that redirects in a loop, fails the same way again.
+    if e.is_builder() || e.is_redirect() {
         error.permanent().into()
     } else {
         error.transient().into()
@@ -152,7 +153,9 @@ async fn send(client: &reqwest::Client, input: HttpInput) -> Result<HttpOutput, 
         message.push_str(&snippet);
     }
     let error = StepError(message);
-    if status.is_server_error() || status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+    // 408 (the server gave up waiting) and 425 (too early) invite a retry, like 429 and 5xx.
+    let transient = status.is_server_error() || matches!(status.as_u16(), 408 | 425 | 429);
+    if transient {
         let marked = error.transient();
         Err(match retry_after {
             Some(after) => marked.with_retry_after(after).into(),

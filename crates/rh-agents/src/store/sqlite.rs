@@ -240,9 +240,12 @@ impl SqliteStore {
                  build knows layout {STORE_SCHEMA}); upgrade rh-agents to read it"
             )));
         }
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(db("switching to WAL mode"))?;
+        // Switching a new database to WAL takes an exclusive lock that SQLite does not wait
+        // for (no busy handler there): when several processes open a new store at once, the
+        // others wait here instead.
+        let mode: String =
+            busy_retry(|| conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)))
+                .map_err(db("switching to WAL mode"))?;
         // An in-memory database reports "memory"; a file must really be in WAL mode, or
         // readers in other processes would block the writer.
         if path.is_some() && !mode.eq_ignore_ascii_case("wal") {
@@ -260,12 +263,18 @@ impl SqliteStore {
         ))
         .map_err(db("setting pragmas"))?;
         if version < STORE_SCHEMA {
-            conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {SCHEMA}
-                 PRAGMA application_id = {APPLICATION_ID};
-                 PRAGMA user_version = {STORE_SCHEMA};
-                 COMMIT;"
-            ))
+            busy_retry(|| {
+                conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {SCHEMA}
+                     PRAGMA application_id = {APPLICATION_ID};
+                     PRAGMA user_version = {STORE_SCHEMA};
+                     COMMIT;"
+                ))
+                .inspect_err(|_| {
+                    // A failed batch may leave its transaction open.
+                    let _ = conn.execute_batch("ROLLBACK");
+                })
+            })
             .map_err(db("creating the tables"))?;
         }
         Ok(Self {
@@ -467,6 +476,24 @@ impl SqliteStore {
 
 fn seq_of(event: &Event) -> i64 {
     i64::try_from(event.id).unwrap_or(i64::MAX)
+}
+
+/// Runs `f` again while SQLite answers "busy", for up to the busy timeout.
+fn busy_retry<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match f() {
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// When a stored record was made (`None` if it cannot be read: listing is not where a
