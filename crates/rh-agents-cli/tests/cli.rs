@@ -529,3 +529,52 @@ fn a_command_the_shell_cannot_find_is_not_retried() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn an_interrupt_gives_the_commands_of_a_parallel_step_their_sigterm_grace() {
+    // Two children: one leaves a note when it gets SIGTERM, one ignores SIGTERM altogether.
+    let dir = scratch("parallel-term");
+    let note = dir.join("term.note");
+    let stubborn_pid = dir.join("stubborn.pid");
+    let file = write(
+        &dir,
+        "p.toml",
+        &format!(
+            r#"name = "x"
+[[steps]]
+name = "fan"
+kind = "parallel"
+max_workers = 2
+[[steps.steps]]
+name = "polite"
+kind = "command"
+program = "sh"
+args = ["-c", "trap 'echo term >> \"{note}\"; exit 0' TERM; sleep 30 & wait"]
+[[steps.steps]]
+name = "stubborn"
+kind = "command"
+program = "sh"
+args = ["-c", "trap '' TERM; echo $$ > \"{pid}\"; while true; do sleep 0.1; done"]
+"#,
+            note = note.display(),
+            pid = stubborn_pid.display()
+        ),
+    );
+    let mut running = start(&file);
+    let pid = running.wait_for_pid(&stubborn_pid);
+    thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    let (code, out, err) = running.stop(Signal::SIGINT, Duration::from_secs(6));
+    assert_eq!(code, 3, "{out}{err}");
+    assert_eq!(
+        std::fs::read_to_string(&note).unwrap_or_default().trim(),
+        "term",
+        "the polite child was asked to stop, not killed"
+    );
+    // The stubborn one was killed after its grace, before the command exited.
+    assert_gone_within(pid, Duration::from_millis(500));
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_500),
+        "the grace was given"
+    );
+}

@@ -204,6 +204,9 @@ fn execute(
             }
         }
         let outcome = run::run_pipeline(&state, pipeline, options).await;
+        // Commands an interrupt stopped mid-group get their grace before the process exits
+        // (leaving would leave one that ignores SIGTERM running).
+        let _ = tokio::task::spawn_blocking(crate::steps::command::wait_for_stragglers).await;
         listener.abort();
         state.cancel_timeout();
         let status = match &outcome {

@@ -2,8 +2,9 @@
 //!
 //! The child runs in its own process group, so that stopping it also stops what it started
 //! (`sh -c "a | b"`). On an interrupt the group gets SIGTERM, then SIGKILL after
-//! [`TERM_GRACE`]; when the attempt is dropped (attempt timeout, fail-fast group) the group
-//! gets SIGKILL at once. A child that exits normally leaves its background processes alone,
+//! [`TERM_GRACE`] (also when the runtime drops the attempt after an interrupt, as it does
+//! with a parallel step's tasks); when the attempt is dropped for another reason (attempt
+//! timeout, fail-fast group) the group gets SIGKILL at once. A child that exits normally leaves its background processes alone,
 //! but their hold on stdout/stderr is cut after [`PIPE_DRAIN`].
 
 use std::collections::BTreeMap;
@@ -98,16 +99,22 @@ pub fn actor(name: &str, spec: &CommandSpec) -> Actor<CommandInput, CommandOutpu
     .description("runs a command")
 }
 
-/// Sends signals to the child's process group; SIGKILL when dropped while armed.
-struct Group(Option<Pid>);
+/// Sends signals to the child's process group, and stops it when dropped while armed: after
+/// an interrupt (the runtime dropped the attempt: a parallel step's task is stopped at once)
+/// with SIGTERM, then SIGKILL after [`TERM_GRACE`]; otherwise (an attempt timeout, a
+/// fail-fast group) with SIGKILL at once.
+struct Group {
+    pgid: Option<Pid>,
+    state: rh_agents::ExecutionState,
+}
 
 impl Group {
     fn disarm(mut self) {
-        self.0 = None;
+        self.pgid = None;
     }
 
     fn signal(&self, signal: Signal) {
-        if let Some(pgid) = self.0 {
+        if let Some(pgid) = self.pgid {
             // The group may be gone already (ESRCH): nothing left to stop.
             let _ = killpg(pgid, signal);
         }
@@ -116,8 +123,67 @@ impl Group {
 
 impl Drop for Group {
     fn drop(&mut self) {
-        self.signal(Signal::SIGKILL);
+        let Some(pgid) = self.pgid else {
+            return;
+        };
+        if self.state.is_interrupted() {
+            self.signal(Signal::SIGTERM);
+            self.signal(Signal::SIGCONT);
+            reaper::kill_after(pgid, TERM_GRACE);
+        } else {
+            self.signal(Signal::SIGKILL);
+        }
     }
+}
+
+/// Process groups given SIGTERM by a dropped attempt, killed after their grace unless gone
+/// by then. The command waits for them before it exits ([`wait_for_stragglers`]).
+mod reaper {
+    use std::sync::Mutex;
+    use std::thread::JoinHandle;
+    use std::time::{Duration, Instant};
+
+    use nix::sys::signal::{killpg, Signal};
+    use nix::unistd::Pid;
+
+    static WATCHERS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+
+    pub(super) fn kill_after(pgid: Pid, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let watcher = std::thread::spawn(move || {
+            // Signal "none" only asks whether the group still exists.
+            while killpg(pgid, None::<Signal>).is_ok() {
+                if Instant::now() >= deadline {
+                    let _ = killpg(pgid, Signal::SIGKILL);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let mut watchers = WATCHERS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        watchers.retain(|w| !w.is_finished());
+        watchers.push(watcher);
+    }
+
+    pub(super) fn wait() {
+        let watchers: Vec<_> = std::mem::take(
+            &mut *WATCHERS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        for watcher in watchers {
+            let _ = watcher.join();
+        }
+    }
+}
+
+/// Waits until every command stopped by an interrupt has exited or been killed (at most
+/// [`TERM_GRACE`]): called before the process exits, which would otherwise leave a command
+/// that ignores SIGTERM running.
+pub fn wait_for_stragglers() {
+    reaper::wait();
 }
 
 /// A task reading one stream into a shared buffer, aborted when dropped.
@@ -229,20 +295,23 @@ async fn run(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+        // The child leads its own group; the `Group` guard below stops the whole group when
+        // the attempt ends early, gracefully after an interrupt (so no `kill_on_drop`, which
+        // would SIGKILL the child at once).
+        .process_group(0);
     if let Some(dir) = &input.cwd {
         cmd.current_dir(dir);
     }
     let mut child = cmd
         .spawn()
         .map_err(|e| spawn_error(&input.program, input.cwd.as_deref(), &e))?;
-    let group = Group(
-        child
+    let group = Group {
+        pgid: child
             .id()
             .and_then(|id| i32::try_from(id).ok())
             .map(Pid::from_raw),
-    );
+        state: ctx.state().clone(),
+    };
     // A background process that keeps the input pipe open without reading it must not keep
     // the writer alive after the attempt.
     let _writer = match (child.stdin.take(), input.stdin) {
@@ -268,6 +337,8 @@ async fn run(
                 group.signal(Signal::SIGKILL);
                 let _ = child.wait().await;
             }
+            // Stopped here, within its grace: nothing left for the drop to do.
+            group.disarm();
             return Err(interrupted(ctx).into());
         }
     };
