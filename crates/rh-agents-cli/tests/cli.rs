@@ -231,12 +231,12 @@ fn sigint_during_a_long_backoff_stops_at_once_with_exit_3() {
     assert!(out.contains("run id: "), "{out}");
 }
 
-#[test]
-fn sigint_during_a_command_terminates_the_child() {
-    let dir = scratch("command");
+/// Runs a pipeline whose one step (`long`) sleeps 30 s; returns it once the step's shell
+/// has written its pid.
+fn start_sleeper(dir: &Path) -> (Running, i32) {
     let pidfile = dir.join("pid");
     let file = write(
-        &dir,
+        dir,
         "p.toml",
         &format!(
             "name = \"x\"\n[[steps]]\nname = \"long\"\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"echo $$ > '{}'; exec sleep 30\"]\n",
@@ -245,6 +245,13 @@ fn sigint_during_a_command_terminates_the_child() {
     );
     let mut running = start(&file);
     let pid = running.wait_for_pid(&pidfile);
+    (running, pid)
+}
+
+#[test]
+fn sigint_during_a_command_terminates_the_child() {
+    let dir = scratch("command");
+    let (running, pid) = start_sleeper(&dir);
     let (code, out, err) = running.stop(Signal::SIGINT, Duration::from_secs(3));
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("tool long interrupted"), "{out}");
@@ -267,17 +274,7 @@ fn sigterm_is_a_system_shutdown() {
 #[test]
 fn sighup_is_a_system_shutdown_that_stops_the_command() {
     let dir = scratch("sighup");
-    let pidfile = dir.join("pid");
-    let file = write(
-        &dir,
-        "p.toml",
-        &format!(
-            "name = \"x\"\n[[steps]]\nname = \"long\"\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"echo $$ > '{}'; exec sleep 30\"]\n",
-            pidfile.display()
-        ),
-    );
-    let mut running = start(&file);
-    let pid = running.wait_for_pid(&pidfile);
+    let (running, pid) = start_sleeper(&dir);
     let (code, out, err) = running.stop(Signal::SIGHUP, Duration::from_secs(3));
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("run interrupted (system_shutdown)"), "{out}");
