@@ -873,3 +873,38 @@ async fn ascii_mode_is_ascii_also_for_durations_and_cut_texts() {
         "> tool nap started\n+ tool nap completed (0us)\n    output: \"sl...\n"
     );
 }
+
+// ── Untrusted text ─────────────────────────────────────────────────────────────────────────
+
+#[tokio::test(start_paused = true)]
+async fn control_characters_in_names_messages_and_outputs_are_shown_escaped() {
+    let (state, out) = printed(plain().detail(true));
+    let evil = Actor::tool("evil\u{1b}[2J", |(): (), _ctx: Ctx| async {
+        Ok::<_, Error>("line\r\n\u{1b}]0;title\u{7}".to_owned())
+    });
+    let failing = scripted(
+        "boom\nforged",
+        vec![Step::Permanent("bad\u{1b}[31m\nfake line")],
+    );
+
+    state.call(&evil, ()).await.unwrap();
+    let _ = state.call(&failing.actor, ()).await;
+
+    let text = out.text();
+    assert!(
+        !text.contains('\u{1b}'),
+        "an escape reached the output: {text:?}"
+    );
+    assert!(!text.contains('\r'), "{text:?}");
+    assert_eq!(
+        text,
+        "\
+▶ tool evil\\x1b[2J started
+✔ tool evil\\x1b[2J completed
+    output: \"line\\r\\n\\u001b]0;title\\u0007\"
+▶ tool boom\\nforged started
+✖ tool boom\\nforged failed (attempt 1/3, not retried)
+    error: bad\\x1b[31m\\nfake line
+"
+    );
+}

@@ -18,6 +18,7 @@ use std::io::{self, IsTerminal, Write};
 
 use parking_lot::Mutex;
 
+use super::escape::escape_control;
 use super::style::{Color, ColorChoice, Style};
 use super::summary::RunSummary;
 use crate::actor::ActorKind;
@@ -239,7 +240,7 @@ impl<W: Write + Send + 'static> Printer<W> {
             let _ = writeln!(
                 text,
                 "{mark} {label} {}",
-                event.message.as_deref().unwrap_or("")
+                escape_control(event.message.as_deref().unwrap_or(""))
             );
             return;
         }
@@ -260,7 +261,7 @@ impl<W: Write + Send + 'static> Printer<W> {
             "{} {} {}",
             style.paint(color, mark),
             event.kind,
-            event.actor
+            escape_control(&event.actor)
         );
         // Tasks of a group run side by side and their lines interleave: each line says which
         // task it belongs to.
@@ -285,7 +286,7 @@ impl<W: Write + Send + 'static> Printer<W> {
             event.status == EventStatus::Retrying || event.kind == ActorKind::Group;
         if inline_message {
             if let Some(message) = &event.message {
-                let _ = write!(text, ": {message}");
+                let _ = write!(text, ": {}", escape_control(message));
             }
         }
         // One parenthesis for what is known about the step: attempt, outcome, duration.
@@ -337,7 +338,11 @@ impl<W: Write + Send + 'static> Printer<W> {
                         ),
                     );
                     if let Some(previous) = &event.retry.original_error {
-                        line(text, sub, &format!("Previous error: {previous}"));
+                        line(
+                            text,
+                            sub,
+                            &format!("Previous error: {}", escape_control(previous)),
+                        );
                     }
                 }
                 // A unit input says nothing.
@@ -346,7 +351,7 @@ impl<W: Write + Send + 'static> Printer<W> {
                         line(
                             text,
                             sub,
-                            &format!("input: {}", cut(detail, o.detail_limit)),
+                            &format!("input: {}", cut(&escape_control(detail), o.detail_limit)),
                         );
                     }
                 }
@@ -356,7 +361,7 @@ impl<W: Write + Send + 'static> Printer<W> {
                     line(
                         text,
                         sub,
-                        &format!("output: {}", cut(detail, o.detail_limit)),
+                        &format!("output: {}", cut(&escape_control(detail), o.detail_limit)),
                     );
                 }
             }
@@ -365,7 +370,11 @@ impl<W: Write + Send + 'static> Printer<W> {
                     line(
                         text,
                         sub,
-                        &format!("{} {message}", style.paint(Color::Red, "error:")),
+                        &format!(
+                            "{} {}",
+                            style.paint(Color::Red, "error:"),
+                            escape_control(message)
+                        ),
                     );
                 }
             }
@@ -373,7 +382,7 @@ impl<W: Write + Send + 'static> Printer<W> {
                 // The reason, message and who asked are on the interrupt notice; a call says
                 // where it was stopped.
                 if let Some(detail) = &event.detail {
-                    line(text, sub, detail);
+                    line(text, sub, &escape_control(detail));
                 }
             }
             EventStatus::Recovered => {
@@ -399,10 +408,18 @@ impl<W: Write + Send + 'static> Printer<W> {
         );
         if let Some(signal) = &event.interrupt {
             if let Some(message) = &signal.message {
-                line(text, indent + 2, &format!("message: {message}"));
+                line(
+                    text,
+                    indent + 2,
+                    &format!("message: {}", escape_control(message)),
+                );
             }
             if let Some(who) = &signal.triggered_by {
-                line(text, indent + 2, &format!("triggered by: {who}"));
+                line(
+                    text,
+                    indent + 2,
+                    &format!("triggered by: {}", escape_control(who)),
+                );
             }
         }
     }

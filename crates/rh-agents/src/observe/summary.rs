@@ -167,7 +167,7 @@ impl RunSummary {
         for signal in &self.interrupts {
             let _ = write!(text, "interrupted: {}", signal.reason);
             if let Some(message) = &signal.message {
-                let _ = write!(text, " ({message})");
+                let _ = write!(text, " ({})", super::escape::escape_control(message));
             }
             if let Some(who) = &signal.triggered_by {
                 let _ = write!(text, " by {who}");
