@@ -158,8 +158,12 @@ pub struct RunMetadata {
     /// The run this one was derived from (lineage).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent_id: Option<String>,
-    /// Anything else, as JSON.
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    /// Anything else, as JSON. Read with every key once: a key given twice is refused.
+    #[serde(
+        default,
+        skip_serializing_if = "Map::is_empty",
+        deserialize_with = "unique_keys::custom"
+    )]
     pub custom: Map<String, Value>,
 }
 
@@ -242,12 +246,83 @@ pub struct Snapshot {
     pub metadata: RunMetadata,
     /// Every record, in history order (ids 0, 1, 2, …).
     pub events: Vec<Event>,
-    /// The key-value storage.
-    #[serde(default)]
+    /// The key-value storage. Read with every key once: a key given twice is refused.
+    #[serde(default, deserialize_with = "unique_keys::storage")]
     pub storage: BTreeMap<String, Value>,
-    /// Artifacts by name.
-    #[serde(default)]
+    /// Artifacts by name. Read with every name once: a name given twice is refused.
+    #[serde(default, deserialize_with = "unique_keys::artifacts")]
     pub artifacts: BTreeMap<String, ArtifactRef>,
+}
+
+/// Maps read from a file with each key once. JSON allows a key twice in an object, and a
+/// plain map keeps the last value silently; a file that says two things about one key is
+/// ambiguous (and may be crafted to show one value and act on the other), so it is refused.
+mod unique_keys {
+    use std::collections::BTreeMap;
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    use serde::de::{Deserialize, Deserializer, Error, MapAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    use super::ArtifactRef;
+
+    struct Unique<V> {
+        field: &'static str,
+        values: PhantomData<V>,
+    }
+
+    impl<'de, V: Deserialize<'de>> Visitor<'de> for Unique<V> {
+        type Value = BTreeMap<String, V>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a JSON object for `{}`", self.field)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = BTreeMap::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let value = map.next_value::<V>()?;
+                if out.contains_key(&key) {
+                    return Err(A::Error::custom(format!(
+                        "key {key:?} appears twice in `{}`: a file must give each key once \
+                         (which value is meant is ambiguous); remove one",
+                        self.field
+                    )));
+                }
+                out.insert(key, value);
+            }
+            Ok(out)
+        }
+    }
+
+    fn unique<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
+        d: D,
+        field: &'static str,
+    ) -> Result<BTreeMap<String, V>, D::Error> {
+        d.deserialize_map(Unique {
+            field,
+            values: PhantomData,
+        })
+    }
+
+    pub(super) fn storage<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, Value>, D::Error> {
+        unique(d, "storage")
+    }
+
+    pub(super) fn artifacts<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<BTreeMap<String, ArtifactRef>, D::Error> {
+        unique(d, "artifacts")
+    }
+
+    pub(super) fn custom<'de, D: Deserializer<'de>>(d: D) -> Result<Map<String, Value>, D::Error> {
+        Ok(unique::<D, Value>(d, "metadata.custom")?
+            .into_iter()
+            .collect())
+    }
 }
 
 /// Just the version, read first so that a foreign snapshot is refused for its version rather
