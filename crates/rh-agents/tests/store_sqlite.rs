@@ -513,7 +513,7 @@ async fn corrupt_storage_metadata_and_artifact_rows_fail_closed() {
     .unwrap();
     match store.load(&id) {
         Err(StoreError::Corrupt { record, reason, .. }) => {
-            assert_eq!(record, "header");
+            assert_eq!(record, "column status");
             assert!(reason.contains("exploded"), "{reason}");
         }
         other => panic!("expected Corrupt, got {other:?}"),

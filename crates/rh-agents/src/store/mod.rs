@@ -211,6 +211,21 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Backend failures; [`StoreError::Corrupt`] for an unreadable header.
     fn list(&self, filter: &ListFilter) -> Result<Vec<RunInfo>, StoreError>;
 
+    /// [`list`](Self::list), row by row: a run whose header cannot be read is an `Err` naming
+    /// the run and what is wrong with it, in its place, and the runs around it are still
+    /// listed (for a listing that must show what it can). Unreadable runs do not count
+    /// towards the filter's limit. The default lists through [`list`](Self::list).
+    ///
+    /// # Errors
+    ///
+    /// Backend failures that stop the listing as a whole.
+    fn list_rows(
+        &self,
+        filter: &ListFilter,
+    ) -> Result<Vec<Result<RunInfo, StoreError>>, StoreError> {
+        Ok(self.list(filter)?.into_iter().map(Ok).collect())
+    }
+
     /// Deletes a run (its records, storage, artifact references and pending interrupt);
     /// `false` when there was none. Artifact bytes stay: other runs may share them.
     ///

@@ -8,9 +8,18 @@
 //!   [`Durability::Full`] syncs each commit to disk as well.
 //! - Readers in other processes never see "database is locked": WAL lets them read while the
 //!   writer writes, and a busy timeout covers the short moments when SQLite needs exclusivity.
+//! - Reading never writes: [`SqliteStore::open_read_only`] opens the file read-only (it works
+//!   on a store the user may only read) and leaves it, its write-ahead log and its directory
+//!   as they were.
+//! - Listing reads only the `runs` table: each run's row keeps its record count and the time
+//!   of its latest record, updated with every append, so `list` costs the same whatever the
+//!   size of the histories. (Stores of layout 1, which lack these columns, are migrated by
+//!   the first writer that opens them; read-only, they are listed the slow way.)
 //! - One writer per run: an OS file lock beside the database (`<db>.locks/`), which the system
-//!   releases when the process dies, so a killed writer never blocks a resume.
-//! - Reading fails closed: a record that cannot be read is an error naming the run and record.
+//!   releases when the process dies, so a killed writer never blocks a resume. The lock file
+//!   is removed when the writer lets go (see [`lock_path`]).
+//! - Reading fails closed: a record that cannot be read is an error naming the run and record;
+//!   a time outside 1970–9999 is one too, naming the column.
 //! - A write waits up to 5 s for a lock another connection holds (a large save or import into
 //!   the same file). Records are written under the history's lock, so meanwhile the run's
 //!   other tasks wait to record too; a write that still fails stops the run (see
@@ -24,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use serde_json::Value;
 
 use super::artifact::{is_sha256_hex, sha256_hex};
@@ -37,8 +46,14 @@ use crate::interrupt::InterruptSignal;
 
 /// Identifies an rh-agents database (`PRAGMA application_id`, "rhag").
 const APPLICATION_ID: i64 = 0x7268_6167;
-/// The layout of the tables; a database of a later layout is refused.
-const STORE_SCHEMA: i64 = 1;
+/// The layout of the tables; a database of a later layout is refused. Layout 2 added
+/// `runs.records` and keeps `runs.updated_us` at the latest record's time.
+const STORE_SCHEMA: i64 = 2;
+/// The first layout, which a writer migrates and a reader lists the slow way.
+const LAYOUT_1: i64 = 1;
+/// The last microsecond a stored time may hold: 9999-12-31T23:59:59.999999Z (the RFC 3339
+/// form has four-digit years; times before 1970 are not written by rh-agents either).
+const MAX_TIME_US: i64 = 253_402_300_799_999_999;
 /// How long taking a run's writer lock waits out a reader's probe of it.
 const LOCK_PATIENCE: Duration = Duration::from_millis(250);
 /// How long a statement waits for a lock held by another connection.
@@ -52,7 +67,8 @@ CREATE TABLE IF NOT EXISTS runs (
     status     TEXT NOT NULL,
     pipeline   TEXT,
     metadata   TEXT NOT NULL,
-    interrupt  TEXT
+    interrupt  TEXT,
+    records    INTEGER
 );
 CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_us DESC);
 CREATE TABLE IF NOT EXISTS events (
@@ -98,6 +114,11 @@ struct Inner {
     conn: Mutex<Connection>,
     /// The database file; `None` for an in-memory database.
     path: Option<PathBuf>,
+    /// The layout of the tables as opened: [`STORE_SCHEMA`], or older in a store opened
+    /// read-only (0: an empty file, no tables).
+    layout: i64,
+    /// Opened with [`SqliteStore::open_read_only`].
+    read_only: bool,
     /// Writers of an in-memory database (which no other process can see).
     local_writers: Arc<Mutex<HashSet<String>>>,
 }
@@ -127,19 +148,41 @@ fn db(context: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
     }
 }
 
-fn to_us(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
-    }
+/// A time as stored: microseconds since 1970 (`None` outside 1970–9999, which no reader could
+/// show).
+fn to_us(t: SystemTime) -> Option<i64> {
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).ok()?;
+    i64::try_from(since.as_micros())
+        .ok()
+        .filter(|us| *us <= MAX_TIME_US)
 }
 
-fn from_us(us: i64) -> SystemTime {
-    let magnitude = Duration::from_micros(us.unsigned_abs());
-    if us >= 0 {
-        SystemTime::UNIX_EPOCH + magnitude
+/// A time about to be written, refused (rather than stored unreadable) outside 1970–9999.
+fn checked_us(id: &str, what: &str, t: SystemTime) -> Result<i64, StoreError> {
+    to_us(t).ok_or_else(|| StoreError::Conflict {
+        id: id.to_owned(),
+        reason: format!(
+            "its {what} time is not between 1970 and 9999 (a store keeps only times it can \
+             show); give a time in that range"
+        ),
+    })
+}
+
+/// Reads a stored time, failing closed (naming the run and the column) on a value outside
+/// 1970–9999: such a row was damaged or written by another program, and formatting it would
+/// fail further on.
+fn time_from_us(id: &str, column: &str, us: i64) -> Result<SystemTime, StoreError> {
+    if (0..=MAX_TIME_US).contains(&us) {
+        Ok(SystemTime::UNIX_EPOCH + Duration::from_micros(us.unsigned_abs()))
     } else {
-        SystemTime::UNIX_EPOCH - magnitude
+        Err(StoreError::corrupt(
+            id,
+            format!("column {column}"),
+            format!(
+                "{us} µs since 1970 is not a time between 1970 and 9999 (the row was damaged \
+                 or written by another program); delete the run or restore the store"
+            ),
+        ))
     }
 }
 
@@ -178,16 +221,61 @@ impl SqliteStore {
     pub fn open_existing(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref();
         if !path.is_file() {
-            return Err(StoreError::io(
-                path,
-                std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    "no store here (runs are kept where `rh-agents run` was started, in \
-                     .rh-agents/state.db, unless --store says otherwise)",
-                ),
-            ));
+            return Err(not_here(path));
         }
         Self::open(path)
+    }
+
+    /// Opens the store at `path` for reading only: nothing is written to the file, its
+    /// write-ahead log or its directory (no migration, no checkpoint, no lock file), so a
+    /// store the user may only read can be listed and shown. Writing through the handle fails.
+    ///
+    /// A store whose directory cannot be written and that has no write-ahead log beside it
+    /// (no process has it open) is read as an immutable file.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rh_agents::store::{ListFilter, SqliteStore, StateStore};
+    ///
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let path = dir.path().join("state.db");
+    /// SqliteStore::open(&path).unwrap().save(&rh_agents::ExecutionState::new().snapshot()).unwrap();
+    ///
+    /// let reader = SqliteStore::open_read_only(&path).unwrap();
+    /// assert_eq!(reader.list(&ListFilter::new()).unwrap().len(), 1);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Io`] (not found) when there is no file at `path`;
+    /// [`StoreError::ForeignStore`] when it is not an rh-agents database (or one of a later
+    /// layout) or cannot be read.
+    pub fn open_read_only(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(not_here(path));
+        }
+        let open = |immutable: bool| -> Result<(Connection, i64), StoreError> {
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+            let conn = Connection::open_with_flags(file_uri(path, immutable), flags)
+                .map_err(|e| foreign(path, &e))?;
+            conn.busy_timeout(BUSY_TIMEOUT)
+                .map_err(db("setting the busy timeout"))?;
+            let layout = check_header(&conn, path)?;
+            Ok((conn, layout))
+        };
+        let (conn, layout) = match open(false) {
+            Ok(opened) => opened,
+            // SQLite needs the `-wal` and `-shm` files of a WAL database, or a directory where
+            // it can make them. Without a write-ahead log the file holds every commit, and
+            // nobody has it open to write: it can be read as it is.
+            Err(first) if !has_wal(path) => open(true).map_err(|_| first)?,
+            Err(first) => return Err(first),
+        };
+        Ok(Self::new(conn, Some(path.to_path_buf()), layout, true))
     }
 
     /// A store in memory (for tests): nothing is written to disk.
@@ -205,6 +293,18 @@ impl SqliteStore {
         self.inner.path.as_deref()
     }
 
+    fn new(conn: Connection, path: Option<PathBuf>, layout: i64, read_only: bool) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                conn: Mutex::new(conn),
+                path,
+                layout,
+                read_only,
+                local_writers: Arc::default(),
+            }),
+        }
+    }
+
     fn init(
         conn: Connection,
         path: Option<PathBuf>,
@@ -217,29 +317,7 @@ impl SqliteStore {
         };
         conn.busy_timeout(BUSY_TIMEOUT)
             .map_err(db("setting the busy timeout"))?;
-        // The first read tells a database from any other file.
-        let (app_id, version, tables): (i64, i64, i64) = conn
-            .query_row(
-                "SELECT (SELECT application_id FROM pragma_application_id),
-                        (SELECT user_version FROM pragma_user_version),
-                        (SELECT count(*) FROM sqlite_master)",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .map_err(|e| foreign(&shown, &e))?;
-        if tables > 0 && app_id != APPLICATION_ID {
-            return Err(refuse(
-                "this SQLite database belongs to another program (it is not an rh-agents \
-                 store); choose another path"
-                    .into(),
-            ));
-        }
-        if version > STORE_SCHEMA {
-            return Err(refuse(format!(
-                "this store was written by a newer rh-agents (store layout {version}; this \
-                 build knows layout {STORE_SCHEMA}); upgrade rh-agents to read it"
-            )));
-        }
+        let version = check_header(&conn, &shown)?;
         // Switching a new database to WAL takes an exclusive lock that SQLite does not wait
         // for (no busy handler there): when several processes open a new store at once, the
         // others wait here instead.
@@ -263,27 +341,18 @@ impl SqliteStore {
         ))
         .map_err(db("setting pragmas"))?;
         if version < STORE_SCHEMA {
-            busy_retry(|| {
-                conn.execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {SCHEMA}
-                     PRAGMA application_id = {APPLICATION_ID};
-                     PRAGMA user_version = {STORE_SCHEMA};
-                     COMMIT;"
-                ))
-                .inspect_err(|_| {
+            busy_retry(|| conn.execute_batch("BEGIN IMMEDIATE"))
+                .map_err(db("creating the tables"))?;
+            match migrate(&conn).and_then(|()| conn.execute_batch("COMMIT")) {
+                Ok(()) => {}
+                Err(e) => {
                     // A failed batch may leave its transaction open.
                     let _ = conn.execute_batch("ROLLBACK");
-                })
-            })
-            .map_err(db("creating the tables"))?;
+                    return Err(db("creating the tables")(e));
+                }
+            }
         }
-        Ok(Self {
-            inner: Arc::new(Inner {
-                conn: Mutex::new(conn),
-                path,
-                local_writers: Arc::default(),
-            }),
-        })
+        Ok(Self::new(conn, path, STORE_SCHEMA, false))
     }
 
     fn conn(&self) -> parking_lot::MutexGuard<'_, Connection> {
@@ -306,21 +375,90 @@ impl SqliteStore {
             .map_err(db("reading a run"))
     }
 
+    /// Reads a run's row: `id, created_us, updated_us, status, metadata` in columns 0–4 (the
+    /// record count is left to the caller). Each failure names the column.
     fn read_header(id: &str, row: &rusqlite::Row<'_>) -> Result<RunInfo, StoreError> {
-        let read = |e: rusqlite::Error| StoreError::corrupt(id, "header", e);
-        let status: String = row.get(3).map_err(read)?;
-        let metadata: String = row.get(4).map_err(read)?;
+        let column = |name: &str| {
+            let name = format!("column {name}");
+            move |e: rusqlite::Error| StoreError::corrupt(id, name, e)
+        };
+        let status: String = row.get(3).map_err(column("status"))?;
+        let metadata: String = row.get(4).map_err(column("metadata"))?;
         Ok(RunInfo {
-            id: row.get(0).map_err(read)?,
-            created_at: from_us(row.get(1).map_err(read)?),
-            updated_at: from_us(row.get(2).map_err(read)?),
+            id: row.get(0).map_err(column("id"))?,
+            created_at: time_from_us(id, "created_us", row.get(1).map_err(column("created_us"))?)?,
+            updated_at: time_from_us(id, "updated_us", row.get(2).map_err(column("updated_us"))?)?,
             status: RunStatus::parse(&status).ok_or_else(|| {
-                StoreError::corrupt(id, "header", format!("unknown status {status:?}"))
+                StoreError::corrupt(id, "column status", format!("unknown status {status:?}"))
             })?,
             metadata: serde_json::from_str::<RunMetadata>(&metadata)
                 .map_err(|e| StoreError::corrupt(id, "metadata", e))?,
-            events: u64::try_from(row.get::<_, i64>(5).map_err(read)?).unwrap_or(0),
+            events: 0,
         })
+    }
+
+    /// Reads one row of [`list`](StateStore::list)'s query (see [`Self::list_query`]).
+    fn read_listed(&self, row: &rusqlite::Row<'_>) -> Result<RunInfo, StoreError> {
+        let id: String = match row.get(0) {
+            Ok(id) => id,
+            Err(e) => {
+                let rowid: i64 = row.get(7).unwrap_or_default();
+                return Err(StoreError::corrupt(
+                    &format!("(row {rowid})"),
+                    "column id",
+                    e,
+                ));
+            }
+        };
+        let mut info = Self::read_header(&id, row)?;
+        if self.inner.layout >= STORE_SCHEMA {
+            let records: Option<i64> = row
+                .get(5)
+                .map_err(|e| StoreError::corrupt(&id, "column records", e))?;
+            info.events = match records {
+                Some(n) => u64::try_from(n).map_err(|_| {
+                    StoreError::corrupt(&id, "column records", format!("{n} is negative"))
+                })?,
+                None => {
+                    return Err(StoreError::corrupt(
+                        &id,
+                        "column seq of its records",
+                        "the records could not be counted when the store was upgraded; \
+                         `rh-agents show` names the damaged record",
+                    ))
+                }
+            };
+        } else {
+            info.events = legacy_count(row.get(5))
+                .map_err(|e| StoreError::corrupt(&id, "column seq of its records", e))?;
+            let last: Option<String> = row.get(6).unwrap_or_default();
+            if let Some(at) = last.as_deref().and_then(record_time) {
+                info.updated_at = info.updated_at.max(at);
+            }
+        }
+        Ok(info)
+    }
+
+    /// The query behind `list`: columns as [`Self::read_header`] reads them, then the record
+    /// count (layout 1: the highest record number), the last record (layout 1 only) and the
+    /// rowid.
+    fn list_query(&self) -> &'static str {
+        if self.inner.layout >= STORE_SCHEMA {
+            "SELECT id, created_us, updated_us, status, metadata, records, NULL, rowid
+             FROM runs
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR pipeline = ?2)
+             ORDER BY created_us DESC, rowid DESC"
+        } else {
+            // A store of layout 1 opened read-only: it cannot be upgraded, so the count and
+            // the latest time come from the records themselves.
+            "SELECT id, created_us, updated_us, status, metadata,
+                    (SELECT MAX(seq) FROM events WHERE run_id = runs.id),
+                    (SELECT body FROM events WHERE run_id = runs.id ORDER BY seq DESC LIMIT 1),
+                    rowid
+             FROM runs
+             WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR pipeline = ?2)
+             ORDER BY created_us DESC, rowid DESC"
+        }
     }
 
     fn insert_header(conn: &Connection, info: &RunInfo) -> Result<(), StoreError> {
@@ -329,12 +467,12 @@ impl SqliteStore {
             source: Box::new(e),
         })?;
         conn.execute(
-            "INSERT INTO runs (id, created_us, updated_us, status, pipeline, metadata)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO runs (id, created_us, updated_us, status, pipeline, metadata, records)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 0)",
             params![
                 info.id,
-                to_us(info.created_at),
-                to_us(info.updated_at),
+                checked_us(&info.id, "start", info.created_at)?,
+                checked_us(&info.id, "update", info.updated_at)?,
                 info.status.as_str(),
                 info.metadata.pipeline,
                 metadata
@@ -392,7 +530,7 @@ impl SqliteStore {
                 .and_then(|mut insert| insert.execute(params![id, seq_of(one), one.to_json()]))
                 .map_err(|e| Self::insert_error(conn, id, one, e))?;
             return if inserted == 1 {
-                Ok(())
+                Self::note_records(conn, id, one)
             } else {
                 Err(refuse(one))
             };
@@ -418,6 +556,27 @@ impl SqliteStore {
                 .execute(params![id, seq_of(event), event.to_json()])
                 .map_err(|e| Self::insert_error(conn, id, event, e))?;
         }
+        match events.last() {
+            Some(last) => Self::note_records(conn, id, last),
+            None => Ok(()),
+        }
+    }
+
+    /// Keeps what listing needs in the run's row, in the transaction that appended `last`:
+    /// the record count and the time of the latest record.
+    fn note_records(conn: &Connection, id: &str, last: &Event) -> Result<(), StoreError> {
+        conn.prepare_cached(
+            "UPDATE runs SET records = ?2, updated_us = MAX(updated_us, COALESCE(?3, updated_us))
+             WHERE id = ?1",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                id,
+                seq_of(last).saturating_add(1),
+                to_us(last.timestamp)
+            ])
+        })
+        .map_err(db("appending records"))?;
         Ok(())
     }
 
@@ -509,6 +668,134 @@ fn record_time(body: &str) -> Option<SystemTime> {
         .map(|s| s.timestamp)
 }
 
+/// The error for a store path with no file.
+fn not_here(path: &Path) -> StoreError {
+    StoreError::io(
+        path,
+        std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no store here (runs are kept where `rh-agents run` was started, in \
+             .rh-agents/state.db, unless --store says otherwise)",
+        ),
+    )
+}
+
+/// `path` as an SQLite URI for reading only (`immutable`: no locks, no write-ahead log).
+fn file_uri(path: &Path, immutable: bool) -> String {
+    use std::os::unix::ffi::OsStrExt as _;
+    let mut uri = String::from("file:");
+    for &byte in path.as_os_str().as_bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            uri.push(char::from(byte));
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri.push_str(if immutable {
+        "?mode=ro&immutable=1"
+    } else {
+        "?mode=ro"
+    });
+    uri
+}
+
+/// Whether commits may wait in the write-ahead log beside `path` (which an immutable read
+/// would miss).
+fn has_wal(path: &Path) -> bool {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    std::fs::metadata(PathBuf::from(wal)).is_ok_and(|m| m.len() > 0)
+}
+
+/// Reads what tells an rh-agents store from any other file (the first read of a database);
+/// returns its layout (0: an empty file).
+fn check_header(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let refuse = |reason: String| StoreError::ForeignStore {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (app_id, version, tables): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT application_id FROM pragma_application_id),
+                    (SELECT user_version FROM pragma_user_version),
+                    (SELECT count(*) FROM sqlite_master)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(|e| foreign(path, &e))?;
+    if tables > 0 && app_id != APPLICATION_ID {
+        return Err(refuse(
+            "this SQLite database belongs to another program (it is not an rh-agents \
+             store); choose another path"
+                .into(),
+        ));
+    }
+    if version > STORE_SCHEMA {
+        return Err(refuse(format!(
+            "this store was written by a newer rh-agents (store layout {version}; this \
+             build knows layout {STORE_SCHEMA}); upgrade rh-agents to read it"
+        )));
+    }
+    Ok(version)
+}
+
+/// Brings the tables to [`STORE_SCHEMA`], inside the caller's write transaction (so that of
+/// several processes opening the store at once, one migrates and the others see it done).
+fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        conn.execute_batch(SCHEMA)?;
+    } else if version == LAYOUT_1 {
+        conn.execute_batch("ALTER TABLE runs ADD COLUMN records INTEGER")?;
+        // Once per store: count each run's records and read the time of its last one. A count
+        // that cannot be made (a damaged `seq`) stays NULL, which listing reports.
+        let mut counted = Vec::new();
+        {
+            let mut rows = conn.prepare(LEGACY_COUNTS)?;
+            let mut rows = rows.query([])?;
+            while let Some(row) = rows.next()? {
+                let rowid: i64 = row.get(0)?;
+                let records = legacy_count(row.get(1)).ok();
+                let last = row
+                    .get::<_, Option<String>>(2)
+                    .ok()
+                    .flatten()
+                    .and_then(|body| record_time(&body))
+                    .and_then(to_us);
+                counted.push((rowid, records, last));
+            }
+        }
+        let mut update = conn.prepare(
+            "UPDATE runs SET records = ?2, updated_us = MAX(updated_us, COALESCE(?3, updated_us))
+             WHERE rowid = ?1",
+        )?;
+        for (rowid, records, last) in counted {
+            update.execute(params![rowid, records, last])?;
+        }
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {STORE_SCHEMA};"
+    ))
+}
+
+/// Per run of a layout-1 store: its row, its highest record number and its last record.
+const LEGACY_COUNTS: &str = "
+SELECT rowid, (SELECT MAX(seq) FROM events WHERE run_id = runs.id),
+       (SELECT body FROM events WHERE run_id = runs.id ORDER BY seq DESC LIMIT 1)
+FROM runs";
+
+/// The record count from the highest record number (`None`: no records).
+fn legacy_count(max_seq: rusqlite::Result<Option<i64>>) -> Result<u64, String> {
+    match max_seq {
+        Ok(None) => Ok(0),
+        Ok(Some(seq)) => seq
+            .checked_add(1)
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| format!("record number {seq} is out of range")),
+        Err(e) => Err(format!("a record number is not an integer: {e}")),
+    }
+}
+
 /// A foreign-key failure means the run is not there.
 fn not_found_or(id: &str, e: rusqlite::Error, context: &'static str) -> StoreError {
     match e.sqlite_error_code() {
@@ -533,8 +820,99 @@ fn foreign(path: &Path, e: &rusqlite::Error) -> StoreError {
     }
 }
 
+/// Takes the writer lock file at `path`: `Ok(Err(holder))` when another writer holds it.
+///
+/// The holder removes the file when it lets go, while it still holds the lock: so the
+/// directory keeps no file per finished run. Another process may have opened the file just
+/// before it was removed and then lock that removed file; it would hold nothing, since a
+/// third process creates a new file at the path. So after locking, the file locked must
+/// still be the one at the path (same device and inode); if not, it is opened anew.
+fn lock_path(path: &Path) -> Result<Result<LockedFile, String>, StoreError> {
+    // Each round needs a holder to finish between our open and our lock: a few rounds are
+    // plenty, and the bound keeps a pathological file system from spinning.
+    for _ in 0..100 {
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| StoreError::io(path, e))?;
+        // A reader probing the lock (`is_writing`) holds it for an instant: wait that out
+        // before calling the run taken.
+        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+        let mut attempt = file.try_lock();
+        while matches!(attempt, Err(std::fs::TryLockError::WouldBlock))
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(10));
+            attempt = file.try_lock();
+        }
+        match attempt {
+            Ok(()) => {
+                if !is_at(&file, path).map_err(|e| StoreError::io(path, e))? {
+                    // Removed (or replaced) by the writer that held it: lock what is there now.
+                    continue;
+                }
+                // Who holds it, for the message another writer gets.
+                let holder = format!("process {}", std::process::id());
+                let written = file
+                    .set_len(0)
+                    .and_then(|()| file.rewind())
+                    .and_then(|()| file.write_all(holder.as_bytes()));
+                written.map_err(|e| StoreError::io(path, e))?;
+                return Ok(Ok(LockedFile {
+                    _file: file,
+                    path: path.to_path_buf(),
+                }));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut holder = String::new();
+                // A best-effort read of who holds it; the refusal stands either way.
+                let _ = file.read_to_string(&mut holder);
+                if holder.is_empty() {
+                    holder = "another process".to_owned();
+                }
+                return Ok(Err(holder));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(StoreError::io(path, e)),
+        }
+    }
+    Err(StoreError::io(
+        path,
+        std::io::Error::other(
+            "the lock file kept being replaced while it was being taken; try again",
+        ),
+    ))
+}
+
+/// Whether `file` is the file at `path` now (not removed or replaced since it was opened).
+fn is_at(file: &File, path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt as _;
+    let held = file.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(there) => Ok(there.dev() == held.dev() && there.ino() == held.ino()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// A locked file: the OS releases the lock when the file is closed or the process dies.
-struct LockedFile(#[allow(dead_code)] File);
+/// Dropping it removes the file first, while the lock is still held (see [`lock_path`]); a
+/// killed writer leaves its file, which the next writer takes and removes in turn.
+struct LockedFile {
+    /// Held open for the lock; closed after the file is removed (fields drop after `drop`).
+    _file: File,
+    path: PathBuf,
+}
+
+impl Drop for LockedFile {
+    fn drop(&mut self) {
+        // Still locked here: nobody else can be holding this file. Best effort: a file left
+        // behind (a read-only directory) is harmless, the next writer takes it.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
 
 /// Releases an in-memory writer's claim.
 struct LocalClaim {
@@ -585,12 +963,15 @@ impl StateStore for SqliteStore {
     }
 
     fn load(&self, id: &str) -> Result<Snapshot, StoreError> {
+        if self.inner.layout == 0 {
+            return Err(StoreError::NotFound { id: id.to_owned() });
+        }
         let mut conn = self.conn();
         // One read transaction: a consistent view even while the writer appends.
         let tx = conn.transaction().map_err(db("loading a run"))?;
         let info = tx
             .query_row(
-                "SELECT id, created_us, updated_us, status, metadata, 0 FROM runs WHERE id = ?1",
+                "SELECT id, created_us, updated_us, status, metadata FROM runs WHERE id = ?1",
                 [id],
                 |row| Ok(Self::read_header(id, row)),
             )
@@ -697,17 +1078,20 @@ impl StateStore for SqliteStore {
     }
 
     fn list(&self, filter: &ListFilter) -> Result<Vec<RunInfo>, StoreError> {
+        self.list_rows(filter)?.into_iter().collect()
+    }
+
+    fn list_rows(
+        &self,
+        filter: &ListFilter,
+    ) -> Result<Vec<Result<RunInfo, StoreError>>, StoreError> {
+        if self.inner.layout == 0 {
+            // An empty file opened read-only: no tables, no runs.
+            return Ok(Vec::new());
+        }
         let conn = self.conn();
         let mut query = conn
-            .prepare_cached(
-                "SELECT id, created_us, updated_us, status, metadata,
-                        (SELECT COALESCE(MAX(seq) + 1, 0) FROM events WHERE run_id = runs.id),
-                        (SELECT body FROM events WHERE run_id = runs.id
-                         ORDER BY seq DESC LIMIT 1)
-                 FROM runs
-                 WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR pipeline = ?2)
-                 ORDER BY created_us DESC, rowid DESC",
-            )
+            .prepare_cached(self.list_query())
             .map_err(db("listing runs"))?;
         let mut rows = query
             .query(params![
@@ -716,19 +1100,19 @@ impl StateStore for SqliteStore {
             ])
             .map_err(db("listing runs"))?;
         let mut runs = Vec::new();
+        let mut listed = 0;
         let limit = filter.limit.unwrap_or(usize::MAX);
-        while let Some(row) = rows.next().map_err(db("listing runs"))? {
-            if runs.len() >= limit {
+        while listed < limit {
+            let Some(row) = rows.next().map_err(db("listing runs"))? else {
                 break;
-            }
-            let id: String = row.get(0).map_err(db("listing runs"))?;
-            let mut info = Self::read_header(&id, row)?;
-            let last: Option<String> = row.get(6).map_err(db("listing runs"))?;
-            if let Some(at) = last.as_deref().and_then(record_time) {
-                info.updated_at = info.updated_at.max(at);
-            }
-            if filter.matches(&info) {
-                runs.push(info);
+            };
+            match self.read_listed(row) {
+                Ok(info) if filter.matches(&info) => {
+                    listed += 1;
+                    runs.push(Ok(info));
+                }
+                Ok(_) => {}
+                Err(e) => runs.push(Err(e)),
             }
         }
         Ok(runs)
@@ -740,22 +1124,24 @@ impl StateStore for SqliteStore {
         let tx = conn.transaction().map_err(db("deleting a run"))?;
         let existed = Self::delete_rows(&tx, id)?;
         tx.commit().map_err(db("deleting a run"))?;
-        // The lock file stays: removing it would let a process that opened it before the
-        // removal and one that creates it anew both believe they hold the lock.
         Ok(existed)
     }
 
     fn exists(&self, id: &str) -> Result<bool, StoreError> {
+        if self.inner.layout == 0 {
+            return Ok(false);
+        }
         Self::run_exists(&self.conn(), id)
     }
 
     fn append_events(&self, id: &str, events: &[Arc<Event>]) -> Result<(), StoreError> {
         let mut conn = self.conn();
-        if let [one] = events {
-            // One record: one autocommit statement, the cheapest durable write.
-            return Self::insert_events(&conn, id, std::slice::from_ref(one));
-        }
-        let tx = conn.transaction().map_err(db("appending records"))?;
+        // One transaction: the records and the run's row (its count and latest time) change
+        // together. Immediate, so that it waits for another writer of the file up front
+        // rather than failing when it turns from reading to writing.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(db("appending records"))?;
         Self::insert_events(&tx, id, events)?;
         tx.commit().map_err(db("appending records"))
     }
@@ -765,7 +1151,11 @@ impl StateStore for SqliteStore {
             .conn()
             .execute(
                 "UPDATE runs SET status = ?1, updated_us = ?2 WHERE id = ?3",
-                params![status.as_str(), to_us(crate::serde_time::now()), id],
+                params![
+                    status.as_str(),
+                    checked_us(id, "update", crate::serde_time::now())?,
+                    id
+                ],
             )
             .map_err(db("saving the status"))?;
         if changed == 0 {
@@ -839,52 +1229,25 @@ impl StateStore for SqliteStore {
                 id: id.to_owned(),
             }));
         };
+        if self.inner.read_only {
+            return Err(StoreError::io(
+                path,
+                std::io::Error::new(
+                    std::io::ErrorKind::PermissionDenied,
+                    "this store was opened read-only (SqliteStore::open_read_only); open it \
+                     with SqliteStore::open to write a run",
+                ),
+            ));
+        }
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| StoreError::io(&path, e))?;
-        // A reader probing the lock (`is_writing`) holds it for an instant: wait that out
-        // before calling the run taken.
-        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
-        let mut attempt = file.try_lock();
-        while matches!(attempt, Err(std::fs::TryLockError::WouldBlock))
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(Duration::from_millis(10));
-            attempt = file.try_lock();
-        }
-        match attempt {
-            Ok(()) => {
-                // Who holds it, for the message another writer gets.
-                let holder = format!("process {}", std::process::id());
-                let written = file
-                    .set_len(0)
-                    .and_then(|()| file.rewind())
-                    .and_then(|()| file.write_all(holder.as_bytes()));
-                written.map_err(|e| StoreError::io(&path, e))?;
-                Ok(WriteLock::new(LockedFile(file)))
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                // A best-effort read of who holds it; the refusal stands either way.
-                let _ = file.read_to_string(&mut holder);
-                let holder = if holder.is_empty() {
-                    "another process".to_owned()
-                } else {
-                    holder
-                };
-                Err(StoreError::Locked {
-                    id: id.to_owned(),
-                    holder,
-                })
-            }
-            Err(std::fs::TryLockError::Error(e)) => Err(StoreError::io(&path, e)),
+        match lock_path(&path)? {
+            Ok(locked) => Ok(WriteLock::new(locked)),
+            Err(holder) => Err(StoreError::Locked {
+                id: id.to_owned(),
+                holder,
+            }),
         }
     }
 
@@ -942,5 +1305,38 @@ impl StateStore for SqliteStore {
             .execute("UPDATE runs SET interrupt = NULL WHERE id = ?1", [id])
             .map_err(db("clearing an interrupt request"))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a panic in a test is a failed test
+
+    use super::{is_at, lock_path};
+
+    #[test]
+    fn a_lock_taken_on_a_file_removed_meanwhile_is_taken_again_on_the_new_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run.lock");
+        let first = lock_path(&path).unwrap().unwrap();
+        // A second process opened the file before the first writer let go...
+        let stale = std::fs::File::open(&path).unwrap();
+        drop(first);
+        assert!(
+            !path.exists(),
+            "the writer removes its file while holding the lock"
+        );
+        // ...and gets the lock on the removed file: it must see that it holds nothing.
+        stale.try_lock().unwrap();
+        assert!(!is_at(&stale, &path).unwrap());
+        // A file made anew at the path is not the stale one either.
+        let second = lock_path(&path).unwrap().unwrap();
+        assert!(!is_at(&stale, &path).unwrap());
+        assert!(path.exists());
+        // And it is the lock: a third taker is refused, naming the holder.
+        let holder = lock_path(&path).unwrap().err().unwrap();
+        assert!(holder.starts_with("process "), "{holder}");
+        drop(second);
+        assert!(!path.exists());
     }
 }
