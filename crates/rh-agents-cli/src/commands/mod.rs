@@ -63,6 +63,20 @@ impl StoreArg {
         }
     }
 
+    /// Opens the store only if it exists, for reading only: for commands that only read
+    /// (`runs`, `show`, `export`), which then work on a store the user may only read and
+    /// change nothing in it (no upgrade, no checkpoint, no lock file).
+    ///
+    /// # Errors
+    ///
+    /// The exit code for the failure, which has been reported on stderr.
+    pub fn open_read_only(&self) -> Result<Arc<dyn StateStore>, Exit> {
+        match SqliteStore::open_read_only(&self.path) {
+            Ok(store) => Ok(Arc::new(store)),
+            Err(e) => Err(fail(&e)),
+        }
+    }
+
     /// Opens the store (only if it exists) and loads the run `id` from it, reporting a
     /// failure: for commands about one run already there.
     ///

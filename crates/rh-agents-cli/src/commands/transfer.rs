@@ -11,7 +11,7 @@ use crate::output::{line, To};
 
 /// `rh-agents export RUN_ID [-o FILE]`.
 pub fn export(store: &StoreArg, args: &ExportArgs) -> Exit {
-    let store_handle = match store.open_existing() {
+    let store_handle = match store.open_read_only() {
         Ok(s) => s,
         Err(exit) => return exit,
     };
