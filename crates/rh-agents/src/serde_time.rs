@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn rounding_never_shows_sixty() {
-        assert_eq!(human(Duration::from_millis(999_96)), "1m 40.0s");
+        assert_eq!(human(Duration::from_millis(99_996)), "1m 40.0s");
         assert_eq!(human(Duration::from_millis(59_960)), "1m 0.0s");
         assert_eq!(human(Duration::from_millis(9_960)), "10.0s");
         assert_eq!(human(Duration::from_micros(999_960)), "1.0s");
