@@ -110,9 +110,13 @@ impl std::fmt::Display for Human {
         if d.as_secs() == 0 && d.subsec_nanos() < 999_950_000 {
             return write!(f, "{:.1}ms", d.as_secs_f64() * 1000.0);
         }
-        // Tenths of a second, rounded half up, in whole numbers: no unit ever shows 60.
-        // (u128: `Duration::MAX` fits with room to round.)
-        let tenths = (d.as_nanos() + 50_000_000) / 100_000_000;
+        // Tenths of a second in whole numbers, rounded half to even as `{:.1}` rounds an
+        // exact tie (1.25 s is `1.2s`): no unit ever shows 60. (u128: `Duration::MAX` fits.)
+        let nanos = d.as_nanos();
+        let (mut tenths, rest) = (nanos / 100_000_000, nanos % 100_000_000);
+        if rest > 50_000_000 || (rest == 50_000_000 && tenths % 2 == 1) {
+            tenths += 1;
+        }
         let secs = tenths / 10;
         if secs < MINUTE {
             write!(f, "{secs}.{}s", tenths % 10)
@@ -186,6 +190,9 @@ mod tests {
         assert_eq!(human(Duration::from_millis(9_960)), "10.0s");
         assert_eq!(human(Duration::from_micros(999_960)), "1.0s");
         assert_eq!(human(Duration::from_micros(999_940)), "999.9ms");
+        // An exact tie rounds to even, as `{:.1}` does.
+        assert_eq!(human(Duration::from_millis(1_250)), "1.2s");
+        assert_eq!(human(Duration::from_millis(1_350)), "1.4s");
     }
 
     #[test]
