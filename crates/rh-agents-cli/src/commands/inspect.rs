@@ -84,11 +84,12 @@ pub fn runs(store: &StoreArg, args: &RunsArgs) -> Exit {
 fn row(store: &dyn StateStore, run: &RunInfo) -> [String; 7] {
     // A run marked running that no process writes was killed or crashed.
     let live = run.status != RunStatus::Running || store.is_writing(&run.id).unwrap_or(true);
-    let status = if live {
+    let mut status = if live {
         run.status.to_string()
     } else {
         "running (no process: resume it)".to_owned()
     };
+    status.push_str(super::trust::runs_note(&run.metadata));
     let end = if run.status == RunStatus::Running && live {
         SystemTime::now()
     } else {
@@ -146,6 +147,7 @@ pub fn show(store: &StoreArg, args: &ShowArgs) -> Exit {
     if !meta.tags.is_empty() {
         line(To::Stdout, &format!("tags: {}", meta.tags.join(", ")));
     }
+    super::trust::show_pipeline(&snapshot);
     line(To::Stdout, "");
     let printer = Printer::builder().detail(true).stdout();
     for event in &snapshot.events {

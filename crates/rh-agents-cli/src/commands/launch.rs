@@ -10,6 +10,7 @@ use rh_agents::store::{interrupt_checker, ReplayMode, RunMetadata};
 use rh_agents::{Event, ExecutionState, ExecutionStateBuilder, Subscriber};
 use serde_json::Value;
 
+use super::trust::{self, FILE_KEY, SOURCE_KEY, WORKDIR_KEY};
 use super::StoreArg;
 use crate::cli::{ResumeArgs, RunArgs, Watch};
 use crate::exit::Exit;
@@ -18,32 +19,27 @@ use crate::pipeline::{self, Pipeline};
 use crate::run::{self, RunOptions, RunOutcome, RunStatus};
 use crate::signals;
 
-/// Where a run keeps the pipeline it runs, so `resume` runs the same one even if the file
-/// changed or moved since.
-const SOURCE_KEY: &str = "pipeline_source";
-const FILE_KEY: &str = "pipeline_file";
-const WORKDIR_KEY: &str = "working_dir";
+/// A pipeline file the user named, read and checked, its commands set to run in the current
+/// directory by default.
+struct Local {
+    pipeline: Pipeline,
+    text: String,
+    workdir: PathBuf,
+}
 
-/// `rh-agents run FILE`.
-pub fn run(store: &StoreArg, args: &RunArgs) -> Exit {
-    let text = match std::fs::read_to_string(&args.file) {
+fn read_local(path: &Path) -> Result<Local, Exit> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
             line(
                 To::Stderr,
-                &format!("error: cannot read {}: {e}", args.file.display()),
+                &format!("error: cannot read {}: {e}", path.display()),
             );
-            return Exit::BadInput;
+            return Err(Exit::BadInput);
         }
     };
     // Diagnostics name the file as the user typed it.
-    let mut pipeline = match parse(&text, &args.file, &args.file) {
-        Ok(p) => p,
-        Err(exit) => return exit,
-    };
-    // Kept with the run, absolute, so a resume from another directory reads the file's
-    // relative `cwd`s the same way and runs the other commands where they ran first.
-    let file = std::fs::canonicalize(&args.file).unwrap_or_else(|_| args.file.clone());
+    let mut pipeline = parse(&text, path, path)?;
     let workdir = match std::env::current_dir() {
         Ok(dir) => dir,
         Err(e) => {
@@ -51,10 +47,30 @@ pub fn run(store: &StoreArg, args: &RunArgs) -> Exit {
                 To::Stderr,
                 &format!("error: cannot read the working directory: {e}"),
             );
-            return Exit::Internal;
+            return Err(Exit::Internal);
         }
     };
     pipeline.default_cwd(&workdir);
+    Ok(Local {
+        pipeline,
+        text,
+        workdir,
+    })
+}
+
+/// `rh-agents run FILE`.
+pub fn run(store: &StoreArg, args: &RunArgs) -> Exit {
+    let Local {
+        pipeline,
+        text,
+        workdir,
+    } = match read_local(&args.file) {
+        Ok(local) => local,
+        Err(exit) => return exit,
+    };
+    // Kept with the run, absolute, so a resume from another directory reads the file's
+    // relative `cwd`s the same way and runs the other commands where they ran first.
+    let file = std::fs::canonicalize(&args.file).unwrap_or_else(|_| args.file.clone());
     let store_handle = match store.open() {
         Ok(s) => s,
         Err(exit) => return exit,
@@ -95,6 +111,48 @@ pub fn resume(store: &StoreArg, args: &ResumeArgs) -> Exit {
         );
         return Exit::Success;
     }
+    let pipeline = match &args.pipeline {
+        // The user's own file: run as `run FILE` would run it from here.
+        Some(file) => match read_local(file) {
+            Ok(local) => local.pipeline,
+            Err(exit) => return exit,
+        },
+        None => match recorded_pipeline(&snapshot, args) {
+            Ok(pipeline) => pipeline,
+            Err(exit) => return exit,
+        },
+    };
+    let options = RunOptions {
+        tags: snapshot.metadata.tags.clone(),
+    };
+    let id = args.run_id.clone();
+    execute(store, &args.watch, &pipeline, &options, move |builder| {
+        // Replayed steps are published, so the tree shows them as recovered.
+        builder.resume(store_handle, &id, ReplayMode::RepublishAll)
+    })
+}
+
+/// The pipeline the run recorded, unless the run was imported and the user has not said they
+/// trust it: a file from elsewhere does not run commands here without consent.
+fn recorded_pipeline(
+    snapshot: &rh_agents::store::Snapshot,
+    args: &ResumeArgs,
+) -> Result<Pipeline, Exit> {
+    if let Some(mark) = trust::imported(&snapshot.metadata) {
+        if !args.trust_imported {
+            line(
+                To::Stderr,
+                &format!(
+                    "error: run {id} was imported (from {mark}): its pipeline comes from that \
+                     file, so it is not run without consent; review it with `rh-agents show \
+                     {id}`, then resume with --pipeline FILE (a pipeline file of yours) or \
+                     --trust-imported",
+                    id = args.run_id
+                ),
+            );
+            return Err(Exit::BadInput);
+        }
+    }
     let custom = &snapshot.metadata.custom;
     let (Some(text), Some(file)) = (
         custom.get(SOURCE_KEY).and_then(Value::as_str),
@@ -104,29 +162,19 @@ pub fn resume(store: &StoreArg, args: &ResumeArgs) -> Exit {
             To::Stderr,
             &format!(
                 "error: run {} was not started by `rh-agents run` (it holds no pipeline); \
-                 resume it from the program that started it",
+                 resume it from the program that started it, or with --pipeline FILE",
                 args.run_id
             ),
         );
-        return Exit::BadInput;
+        return Err(Exit::BadInput);
     };
     let file = PathBuf::from(file);
-    let mut pipeline = match parse(text, &file, &file) {
-        Ok(p) => p,
-        Err(exit) => return exit,
-    };
+    let mut pipeline = parse(text, &file, &file)?;
     // Commands without a `cwd` run where the run was started, wherever it is resumed from.
     if let Some(dir) = custom.get(WORKDIR_KEY).and_then(Value::as_str) {
-        pipeline.default_cwd(std::path::Path::new(dir));
+        pipeline.default_cwd(Path::new(dir));
     }
-    let options = RunOptions {
-        tags: snapshot.metadata.tags.clone(),
-    };
-    let id = args.run_id.clone();
-    execute(store, &args.watch, &pipeline, &options, move |builder| {
-        // Replayed steps are published, so the tree shows them as recovered.
-        builder.resume(store_handle, &id, ReplayMode::RepublishAll)
-    })
+    Ok(pipeline)
 }
 
 fn parse(text: &str, file: &Path, shown: &Path) -> Result<Pipeline, Exit> {
@@ -217,23 +265,45 @@ fn execute(
             },
             Err(_) => rh_agents::store::RunStatus::Failed,
         };
-        if let Err(e) = state.set_status(status) {
-            line(
-                To::Stderr,
-                &format!(
-                    "error: the run's final state could not be saved: {e}; what was saved \
-                     can be resumed"
-                ),
-            );
-            return Exit::Internal;
-        }
-        match outcome {
+        let saved = state.set_status(status);
+        let exit = match outcome {
             Ok(outcome) => report(store, &state, &outcome, printer.as_deref()),
             Err(e) => {
                 line(To::Stderr, &format!("error: {e}"));
                 Exit::Internal
             }
+        };
+        if let Err(e) = saved {
+            line(
+                To::Stderr,
+                &format!(
+                    "error: the state store failed: the run's final state could not be saved: \
+                     {e}; what was saved can be resumed"
+                ),
+            );
+            return store_failure_exit(&e);
         }
+        if stopped_by_store(&state) {
+            return Exit::IoError;
+        }
+        exit
+    })
+}
+
+/// A store that could not save is an I/O failure (74), or a temporary one (75) when it was
+/// only busy.
+fn store_failure_exit(e: &rh_agents::store::StoreError) -> Exit {
+    match super::exit_for(e) {
+        Exit::TempFail => Exit::TempFail,
+        _ => Exit::IoError,
+    }
+}
+
+/// Whether the run was stopped because its store failed to save (the state's own interrupt,
+/// marked [`StoreError::STOPPED_THE_RUN`](rh_agents::store::StoreError::STOPPED_THE_RUN)).
+fn stopped_by_store(state: &ExecutionState) -> bool {
+    state.interrupt_signal().is_some_and(|signal| {
+        signal.triggered_by.as_deref() == Some(rh_agents::store::StoreError::STOPPED_THE_RUN)
     })
 }
 
@@ -268,6 +338,22 @@ fn report(
                 To::Stderr,
                 &format!("error: step \"{step}\" failed: {message}"),
             );
+            line(to, &resume_hint);
+        }
+        RunStatus::Interrupted { step, signal } if stopped_by_store(state) => {
+            // The state's own message says what failed and why the run stops.
+            let mut text = format!(
+                "error: {}",
+                signal
+                    .message
+                    .as_deref()
+                    .unwrap_or("the state store failed")
+            );
+            if let Some(step) = step {
+                text.push_str(&format!("; stopped at step \"{step}\""));
+            }
+            text.push_str(" (exit 74: the store failed)");
+            line(To::Stderr, &text);
             line(to, &resume_hint);
         }
         RunStatus::Interrupted { step, signal } => {
