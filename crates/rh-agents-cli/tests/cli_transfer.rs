@@ -247,6 +247,14 @@ fn export_to_dash_writes_the_file_to_standard_output() {
     assert_eq!(doc, d.read_json("run.json"));
     assert!(text(&out.stderr).contains("to standard output"));
     assert!(!d.path("-").exists());
+    // `/dev/stdout` (here a pipe) is written through, not replaced.
+    let out = d.expect(0, &["export", &id, "-o", "/dev/stdout"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["state_id"], id.as_str());
+    assert!(std::fs::symlink_metadata("/dev/stdout")
+        .unwrap()
+        .file_type()
+        .is_symlink());
 }
 
 #[test]

@@ -61,10 +61,14 @@ pub fn export(store: &StoreArg, args: &ExportArgs) -> Exit {
     if let Err(refused) = target::write(&target, text.as_bytes()) {
         return refuse(&refused);
     }
-    // With `-o -`, stdout carries the file alone.
+    // Written to stdout, or through a FIFO or device that may be stdout (`/dev/stdout`):
+    // stdout carries the file alone, so the line goes to stderr.
     let (to, shown) = match target {
         target::Target::Stdout => (To::Stderr, "standard output".to_owned()),
-        _ => (To::Stdout, path.display().to_string()),
+        target::Target::Through { .. } => (To::Stderr, path.display().to_string()),
+        target::Target::New(_) | target::Target::Replace(_) => {
+            (To::Stdout, path.display().to_string())
+        }
     };
     line(
         to,
