@@ -1,8 +1,8 @@
 //! `rh-agents export` and `rh-agents import`: one run as a JSON file (artifacts included).
 //!
 //! An export file is data from elsewhere once it is shared: `import` checks the run's id,
-//! marks the run as imported ([`super::trust`]) and runs nothing; `export` writes only where
-//! [`super::target`] allows.
+//! marks the run as imported (`trust.rs`) and runs nothing; `export` writes only where
+//! `target.rs` allows.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
