@@ -146,8 +146,12 @@ fn a_run_held_by_another_process_is_a_temporary_failure_75() {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // The `run id: ` line comes before the first step starts.
     let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
+    while !first.starts_with("run id: ") {
+        first.clear();
+        assert!(stdout.read_line(&mut first).unwrap() > 0, "no run id");
+    }
     let id = run_id(&first);
     // Blocks until the step has written and closed its end: the run is holding its lock.
     assert_eq!(std::fs::read_to_string(&ready).unwrap(), "started\n");

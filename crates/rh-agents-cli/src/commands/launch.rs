@@ -273,7 +273,7 @@ fn execute(
                 Exit::Internal
             }
         };
-        if let Err(e) = saved {
+        if let Err(e) = &saved {
             line(
                 To::Stderr,
                 &format!(
@@ -281,21 +281,25 @@ fn execute(
                      {e}; what was saved can be resumed"
                 ),
             );
-            return store_failure_exit(&e);
         }
-        if stopped_by_store(&state) {
-            return Exit::IoError;
-        }
-        exit
+        settle(exit, saved.err().as_ref(), stopped_by_store(&state))
     })
 }
 
-/// A store that could not save is an I/O failure (74), or a temporary one (75) when it was
-/// only busy.
-fn store_failure_exit(e: &rh_agents::store::StoreError) -> Exit {
-    match super::exit_for(e) {
-        Exit::TempFail => Exit::TempFail,
-        _ => Exit::IoError,
+/// The exit code of a run: the outcome's, unless the store failed. A store that could not
+/// save the final state, or that stopped the run mid-way (the run then ends interrupted,
+/// which would otherwise exit 3), is an I/O failure (74), or a temporary one (75) when it
+/// was only busy at the end.
+fn settle(
+    outcome: Exit,
+    final_save: Option<&rh_agents::store::StoreError>,
+    stopped_by_store: bool,
+) -> Exit {
+    match final_save.map(super::exit_for) {
+        Some(Exit::TempFail) => Exit::TempFail,
+        Some(_) => Exit::IoError,
+        None if stopped_by_store => Exit::IoError,
+        None => outcome,
     }
 }
 
@@ -370,4 +374,42 @@ fn report(
     }
     line(to, &format!("run id: {}", outcome.run_id));
     outcome.exit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{settle, stopped_by_store};
+    use crate::exit::Exit;
+    use rh_agents::store::StoreError;
+    use rh_agents::{ExecutionState, InterruptReason, InterruptSignal};
+
+    #[test]
+    fn a_run_the_store_stopped_exits_74_even_when_its_end_was_saved() {
+        let state = ExecutionState::new();
+        assert!(!stopped_by_store(&state));
+        state.request_interrupt(
+            InterruptSignal::new(InterruptReason::Custom).triggered_by(StoreError::STOPPED_THE_RUN),
+        );
+        assert!(stopped_by_store(&state));
+        assert_eq!(settle(Exit::Interrupted, None, true), Exit::IoError);
+        assert_eq!(settle(Exit::Interrupted, None, false), Exit::Interrupted);
+    }
+
+    #[test]
+    fn a_final_state_that_cannot_be_saved_is_a_store_failure() {
+        let failed = StoreError::Backend {
+            context: "saving the status".into(),
+            source: Box::new(std::io::Error::other("disk I/O error")),
+        };
+        assert_eq!(settle(Exit::Success, Some(&failed), false), Exit::IoError);
+        let held = StoreError::Locked {
+            id: "r".into(),
+            holder: "process 1".into(),
+        };
+        assert_eq!(settle(Exit::Success, Some(&held), false), Exit::TempFail);
+        // A user's interrupt is not a store failure.
+        let state = ExecutionState::new();
+        state.request_interrupt(InterruptSignal::new(InterruptReason::UserCancelled));
+        assert!(!stopped_by_store(&state));
+    }
 }
