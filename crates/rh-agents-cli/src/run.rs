@@ -10,7 +10,7 @@ use rh_agents::{ExecutionState, ExecutionStateBuilder, InterruptSignal, Severity
 use serde_json::{Map, Value};
 
 use crate::exit::Exit;
-use crate::pipeline::{Outputs, Pipeline, Step};
+use crate::pipeline::{Outputs, Pipeline};
 use crate::steps::{self, Caller, StepEnv};
 
 /// The state's grace period: longer than a command's SIGTERM → SIGKILL grace
@@ -71,25 +71,6 @@ impl RunOutcome {
             RunStatus::Failed { .. } => Exit::Failed,
             RunStatus::Interrupted { .. } => Exit::Interrupted,
         }
-    }
-}
-
-/// The library's word for "every allowed attempt failed"; a step with `retry = false` had one
-/// allowed attempt, which is no retry at all.
-const EXHAUSTED: &str = "(retries exhausted)";
-
-/// A failed step's error on one line. A step whose policy allows no retry (`retry = false`)
-/// says "not retried" where the error says its retries were exhausted.
-fn failure_message(step: &Step, e: &rh_agents::Error) -> String {
-    let report = e.report();
-    if !(e.is_retry_exhausted() && step.retry.max_attempts() <= 1) {
-        return report;
-    }
-    // The report is the error's own text, then its causes: reword the first part only.
-    let head = e.to_string();
-    match (head.strip_suffix(EXHAUSTED), report.strip_prefix(&head)) {
-        (Some(start), Some(causes)) => format!("{start}(not retried: retry = false){causes}"),
-        _ => report,
     }
 }
 
@@ -167,7 +148,7 @@ pub async fn run_pipeline(
                         },
                         None => RunStatus::Failed {
                             step: step.name.clone(),
-                            message: failure_message(step, &e),
+                            message: e.report(),
                         },
                     };
                 }

@@ -246,6 +246,22 @@ fn a_step_with_retry_false_says_it_was_not_retried() {
     );
     let out = d.expect(1, &["run", &file]);
     let err = text(&out.stderr);
-    assert!(err.contains("failed after 1 attempt (not retried"), "{err}");
+    assert!(
+        err.contains("failed after 1 attempt (not retried)"),
+        "{err}"
+    );
+    assert!(!err.contains("exhausted"), "{err}");
+
+    // Also inside a parallel step, whose message carries its children's.
+    let file = d.write(
+        "q.toml",
+        "name = \"q\"\n[[steps]]\nname = \"group\"\nkind = \"parallel\"\n\
+         [[steps.steps]]\nname = \"x\"\nkind = \"command\"\nprogram = \"sh\"\n\
+         args = [\"-c\", \"exit 3\"]\nretry = false\n",
+    );
+    let out = d.expect(1, &["run", &file]);
+    let err = text(&out.stderr);
+    assert!(err.contains("x: tool `x`"), "{err}");
+    assert!(err.contains("(not retried)"), "{err}");
     assert!(!err.contains("exhausted"), "{err}");
 }
