@@ -262,6 +262,8 @@ fn export_refuses_an_existing_file_unless_forced_then_replaces_it_whole() {
     let d = Dir::new("exists");
     let id = d.exported_run();
     d.write("keep.json", "precious\n");
+    let private = std::os::unix::fs::PermissionsExt::from_mode(0o600);
+    std::fs::set_permissions(d.path("keep.json"), private).unwrap();
     let out = d.expect(2, &["export", &id, "-o", "keep.json"]);
     assert!(text(&out.stderr).contains("--force"), "{}", both(&out));
     assert_eq!(
@@ -278,6 +280,16 @@ fn export_refuses_an_existing_file_unless_forced_then_replaces_it_whole() {
 
     d.expect(0, &["export", &id, "-o", "keep.json", "--force"]);
     assert_eq!(d.read_json("keep.json")["state_id"], id.as_str());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(d.path("keep.json"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "the replaced file kept its permissions"
+    );
     // No temporary file left behind.
     let hidden: Vec<_> = std::fs::read_dir(&d.0)
         .unwrap()

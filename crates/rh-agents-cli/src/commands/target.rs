@@ -168,7 +168,7 @@ pub(crate) fn write(target: &Target, bytes: &[u8]) -> Result<(), Refused> {
                         Refused::io(path, "create", &e)
                     }
                 })?;
-            fill(file, bytes).map_err(|e| {
+            fill(file, bytes, true).map_err(|e| {
                 let _ = std::fs::remove_file(path);
                 Refused::io(path, "write", &e)
             })
@@ -180,14 +180,21 @@ pub(crate) fn write(target: &Target, bytes: &[u8]) -> Result<(), Refused> {
                 .truncate(*truncate)
                 .open(path)
                 .map_err(|e| Refused::io(path, "open", &e))?;
-            fill(file, bytes).map_err(|e| Refused::io(path, "write", &e))
+            // A FIFO or device cannot be synced; a file behind a link is written in place.
+            fill(file, bytes, false).map_err(|e| Refused::io(path, "write", &e))
         }
     }
 }
 
-fn fill(mut file: File, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes`; with `sync`, waits until they are on disk (before a rename makes them the
+/// file, so a crash cannot leave an empty one in its place).
+fn fill(mut file: File, bytes: &[u8], sync: bool) -> io::Result<()> {
     file.write_all(bytes)?;
-    file.flush()
+    file.flush()?;
+    if sync {
+        file.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Writes a temporary file next to `path` and renames it over `path`: readers see the old
@@ -219,7 +226,11 @@ fn replace(path: &Path, bytes: &[u8]) -> Result<(), Refused> {
                 exit: Exit::IoError,
             })
         })?;
-    let written = fill(file, bytes)
+    // The new file keeps the old one's permissions (a private export stays private).
+    if let Ok(meta) = std::fs::metadata(path) {
+        let _ = file.set_permissions(meta.permissions());
+    }
+    let written = fill(file, bytes, true)
         .map_err(|e| Refused::io(&tmp, "write", &e))
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Refused::io(path, "replace", &e)));
     if written.is_err() {
