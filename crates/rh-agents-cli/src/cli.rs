@@ -81,6 +81,14 @@ pub struct ResumeArgs {
     /// Output and time limit.
     #[command(flatten)]
     pub watch: Watch,
+    /// Run the pipeline in this file (yours) instead of the one the run recorded; commands
+    /// without a `cwd` run in the current directory. Steps that completed are still replayed.
+    #[arg(long, value_name = "FILE")]
+    pub pipeline: Option<PathBuf>,
+    /// Resume an imported run with the pipeline its file carries: its commands run on this
+    /// machine. Without this (or --pipeline), an imported run is not resumed.
+    #[arg(long, conflicts_with = "pipeline")]
+    pub trust_imported: bool,
 }
 
 /// `rh-agents interrupt`.
@@ -132,9 +140,13 @@ pub struct ShowArgs {
 pub struct ExportArgs {
     /// The run's id.
     pub run_id: String,
-    /// The file to write (default: `<RUN_ID>.json`).
+    /// The file to write (default: `<RUN_ID>.json`; `-` for standard output). An existing
+    /// file is not replaced without --force; a FIFO or device is written to.
     #[arg(short, long, value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// Replace an existing file (atomically; through a symbolic link, the file it points to).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `rh-agents import`.

@@ -677,7 +677,7 @@ fn a_live_run_cannot_be_resumed_elsewhere_and_interrupt_defaults_to_user_cancell
         thread::sleep(Duration::from_millis(10));
     }
 
-    let out = s.expect(2, &["resume", &id]);
+    let out = s.expect(75, &["resume", &id]);
     assert!(text(&out.stderr).contains("writer"), "{}", both(&out));
     assert_eq!(s.count("long"), 1, "the second process ran the step");
     // Listing and showing a live run is fine.

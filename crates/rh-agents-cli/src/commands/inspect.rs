@@ -180,7 +180,11 @@ fn row(store: &dyn StateStore, run: &RunInfo) -> [String; 7] {
         .collect();
     [
         escape_control(&run.id).into_owned(),
-        status_text(run.status, live).into_owned(),
+        format!(
+            "{}{}",
+            status_text(run.status, live),
+            super::trust::runs_note(&run.metadata)
+        ),
         humantime::format_rfc3339_seconds(run.created_at).to_string(),
         short_duration(took(run.created_at, run.updated_at, running_now)),
         run.events.to_string(),
@@ -268,6 +272,7 @@ fn print_header(snapshot: &Snapshot, live: bool) {
         let tags: Vec<Cow<'_, str>> = meta.tags.iter().map(|t| escape_control(t)).collect();
         line(To::Stdout, &format!("tags: {}", tags.join(", ")));
     }
+    super::trust::show_pipeline(snapshot);
     line(To::Stdout, "");
 }
 

@@ -10,6 +10,7 @@ use rh_agents::store::{interrupt_checker, ReplayMode, RunMetadata};
 use rh_agents::{Event, ExecutionState, ExecutionStateBuilder, Subscriber};
 use serde_json::Value;
 
+use super::trust::{self, FILE_KEY, SOURCE_KEY, WORKDIR_KEY};
 use super::StoreArg;
 use crate::cli::{ResumeArgs, RunArgs, Watch};
 use crate::exit::Exit;
@@ -18,32 +19,27 @@ use crate::pipeline::{self, Pipeline};
 use crate::run::{self, RunOptions, RunOutcome, RunStatus};
 use crate::signals;
 
-/// Where a run keeps the pipeline it runs, so `resume` runs the same one even if the file
-/// changed or moved since.
-const SOURCE_KEY: &str = "pipeline_source";
-const FILE_KEY: &str = "pipeline_file";
-const WORKDIR_KEY: &str = "working_dir";
+/// A pipeline file the user named, read and checked, its commands set to run in the current
+/// directory by default.
+struct Local {
+    pipeline: Pipeline,
+    text: String,
+    workdir: PathBuf,
+}
 
-/// `rh-agents run FILE`.
-pub fn run(store: &StoreArg, args: &RunArgs) -> Exit {
-    let text = match std::fs::read_to_string(&args.file) {
+fn read_local(path: &Path) -> Result<Local, Exit> {
+    let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => {
             line(
                 To::Stderr,
-                &format!("error: cannot read {}: {e}", args.file.display()),
+                &format!("error: cannot read {}: {e}", path.display()),
             );
-            return Exit::BadInput;
+            return Err(Exit::BadInput);
         }
     };
     // Diagnostics name the file as the user typed it.
-    let mut pipeline = match parse(&text, &args.file, &args.file) {
-        Ok(p) => p,
-        Err(exit) => return exit,
-    };
-    // Kept with the run, absolute, so a resume from another directory reads the file's
-    // relative `cwd`s the same way and runs the other commands where they ran first.
-    let file = std::fs::canonicalize(&args.file).unwrap_or_else(|_| args.file.clone());
+    let mut pipeline = parse(&text, path, path)?;
     let workdir = match std::env::current_dir() {
         Ok(dir) => dir,
         Err(e) => {
@@ -51,10 +47,30 @@ pub fn run(store: &StoreArg, args: &RunArgs) -> Exit {
                 To::Stderr,
                 &format!("error: cannot read the working directory: {e}"),
             );
-            return Exit::Internal;
+            return Err(Exit::Internal);
         }
     };
     pipeline.default_cwd(&workdir);
+    Ok(Local {
+        pipeline,
+        text,
+        workdir,
+    })
+}
+
+/// `rh-agents run FILE`.
+pub fn run(store: &StoreArg, args: &RunArgs) -> Exit {
+    let Local {
+        pipeline,
+        text,
+        workdir,
+    } = match read_local(&args.file) {
+        Ok(local) => local,
+        Err(exit) => return exit,
+    };
+    // Kept with the run, absolute, so a resume from another directory reads the file's
+    // relative `cwd`s the same way and runs the other commands where they ran first.
+    let file = std::fs::canonicalize(&args.file).unwrap_or_else(|_| args.file.clone());
     let store_handle = match store.open() {
         Ok(s) => s,
         Err(exit) => return exit,
@@ -95,6 +111,48 @@ pub fn resume(store: &StoreArg, args: &ResumeArgs) -> Exit {
         );
         return Exit::Success;
     }
+    let pipeline = match &args.pipeline {
+        // The user's own file: run as `run FILE` would run it from here.
+        Some(file) => match read_local(file) {
+            Ok(local) => local.pipeline,
+            Err(exit) => return exit,
+        },
+        None => match recorded_pipeline(&snapshot, args) {
+            Ok(pipeline) => pipeline,
+            Err(exit) => return exit,
+        },
+    };
+    let options = RunOptions {
+        tags: snapshot.metadata.tags.clone(),
+    };
+    let id = args.run_id.clone();
+    execute(store, &args.watch, &pipeline, &options, move |builder| {
+        // Replayed steps are published, so the tree shows them as recovered.
+        builder.resume(store_handle, &id, ReplayMode::RepublishAll)
+    })
+}
+
+/// The pipeline the run recorded, unless the run was imported and the user has not said they
+/// trust it: a file from elsewhere does not run commands here without consent.
+fn recorded_pipeline(
+    snapshot: &rh_agents::store::Snapshot,
+    args: &ResumeArgs,
+) -> Result<Pipeline, Exit> {
+    if let Some(mark) = trust::imported(&snapshot.metadata) {
+        if !args.trust_imported {
+            line(
+                To::Stderr,
+                &format!(
+                    "error: run {id} was imported (from {mark}): its pipeline comes from that \
+                     file, so it is not run without consent; review it with `rh-agents show \
+                     {id}`, then resume with --pipeline FILE (a pipeline file of yours) or \
+                     --trust-imported",
+                    id = args.run_id
+                ),
+            );
+            return Err(Exit::BadInput);
+        }
+    }
     let custom = &snapshot.metadata.custom;
     let (Some(text), Some(file)) = (
         custom.get(SOURCE_KEY).and_then(Value::as_str),
@@ -104,29 +162,19 @@ pub fn resume(store: &StoreArg, args: &ResumeArgs) -> Exit {
             To::Stderr,
             &format!(
                 "error: run {} was not started by `rh-agents run` (it holds no pipeline); \
-                 resume it from the program that started it",
+                 resume it from the program that started it, or with --pipeline FILE",
                 args.run_id
             ),
         );
-        return Exit::BadInput;
+        return Err(Exit::BadInput);
     };
     let file = PathBuf::from(file);
-    let mut pipeline = match parse(text, &file, &file) {
-        Ok(p) => p,
-        Err(exit) => return exit,
-    };
+    let mut pipeline = parse(text, &file, &file)?;
     // Commands without a `cwd` run where the run was started, wherever it is resumed from.
     if let Some(dir) = custom.get(WORKDIR_KEY).and_then(Value::as_str) {
-        pipeline.default_cwd(std::path::Path::new(dir));
+        pipeline.default_cwd(Path::new(dir));
     }
-    let options = RunOptions {
-        tags: snapshot.metadata.tags.clone(),
-    };
-    let id = args.run_id.clone();
-    execute(store, &args.watch, &pipeline, &options, move |builder| {
-        // Replayed steps are published, so the tree shows them as recovered.
-        builder.resume(store_handle, &id, ReplayMode::RepublishAll)
-    })
+    Ok(pipeline)
 }
 
 fn parse(text: &str, file: &Path, shown: &Path) -> Result<Pipeline, Exit> {
@@ -217,23 +265,49 @@ fn execute(
             },
             Err(_) => rh_agents::store::RunStatus::Failed,
         };
-        if let Err(e) = state.set_status(status) {
-            line(
-                To::Stderr,
-                &format!(
-                    "error: the run's final state could not be saved: {e}; what was saved \
-                     can be resumed"
-                ),
-            );
-            return Exit::Internal;
-        }
-        match outcome {
+        let saved = state.set_status(status);
+        let exit = match outcome {
             Ok(outcome) => report(store, &state, &outcome, printer.as_deref()),
             Err(e) => {
                 line(To::Stderr, &format!("error: {e}"));
                 Exit::Internal
             }
+        };
+        if let Err(e) = &saved {
+            line(
+                To::Stderr,
+                &format!(
+                    "error: the state store failed: the run's final state could not be saved: \
+                     {e}; what was saved can be resumed"
+                ),
+            );
         }
+        settle(exit, saved.err().as_ref(), stopped_by_store(&state))
+    })
+}
+
+/// The exit code of a run: the outcome's, unless the store failed. A store that could not
+/// save the final state, or that stopped the run mid-way (the run then ends interrupted,
+/// which would otherwise exit 3), is an I/O failure (74), or a temporary one (75) when it
+/// was only busy at the end.
+fn settle(
+    outcome: Exit,
+    final_save: Option<&rh_agents::store::StoreError>,
+    stopped_by_store: bool,
+) -> Exit {
+    match final_save.map(super::exit_for) {
+        Some(Exit::TempFail) => Exit::TempFail,
+        Some(_) => Exit::IoError,
+        None if stopped_by_store => Exit::IoError,
+        None => outcome,
+    }
+}
+
+/// Whether the run was stopped because its store failed to save (the state's own interrupt,
+/// marked [`StoreError::STOPPED_THE_RUN`](rh_agents::store::StoreError::STOPPED_THE_RUN)).
+fn stopped_by_store(state: &ExecutionState) -> bool {
+    state.interrupt_signal().is_some_and(|signal| {
+        signal.triggered_by.as_deref() == Some(rh_agents::store::StoreError::STOPPED_THE_RUN)
     })
 }
 
@@ -270,6 +344,22 @@ fn report(
             );
             line(to, &resume_hint);
         }
+        RunStatus::Interrupted { step, signal } if stopped_by_store(state) => {
+            // The state's own message says what failed and why the run stops.
+            let mut text = format!(
+                "error: {}",
+                signal
+                    .message
+                    .as_deref()
+                    .unwrap_or("the state store failed")
+            );
+            if let Some(step) = step {
+                text.push_str(&format!("; stopped at step \"{step}\""));
+            }
+            text.push_str(" (exit 74: the store failed)");
+            line(To::Stderr, &text);
+            line(to, &resume_hint);
+        }
         RunStatus::Interrupted { step, signal } => {
             let mut text = format!("run interrupted ({})", signal.reason);
             if let Some(message) = &signal.message {
@@ -284,4 +374,42 @@ fn report(
     }
     line(to, &format!("run id: {}", outcome.run_id));
     outcome.exit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{settle, stopped_by_store};
+    use crate::exit::Exit;
+    use rh_agents::store::StoreError;
+    use rh_agents::{ExecutionState, InterruptReason, InterruptSignal};
+
+    #[test]
+    fn a_run_the_store_stopped_exits_74_even_when_its_end_was_saved() {
+        let state = ExecutionState::new();
+        assert!(!stopped_by_store(&state));
+        state.request_interrupt(
+            InterruptSignal::new(InterruptReason::Custom).triggered_by(StoreError::STOPPED_THE_RUN),
+        );
+        assert!(stopped_by_store(&state));
+        assert_eq!(settle(Exit::Interrupted, None, true), Exit::IoError);
+        assert_eq!(settle(Exit::Interrupted, None, false), Exit::Interrupted);
+    }
+
+    #[test]
+    fn a_final_state_that_cannot_be_saved_is_a_store_failure() {
+        let failed = StoreError::Backend {
+            context: "saving the status".into(),
+            source: Box::new(std::io::Error::other("disk I/O error")),
+        };
+        assert_eq!(settle(Exit::Success, Some(&failed), false), Exit::IoError);
+        let held = StoreError::Locked {
+            id: "r".into(),
+            holder: "process 1".into(),
+        };
+        assert_eq!(settle(Exit::Success, Some(&held), false), Exit::TempFail);
+        // A user's interrupt is not a store failure.
+        let state = ExecutionState::new();
+        state.request_interrupt(InterruptSignal::new(InterruptReason::UserCancelled));
+        assert!(!stopped_by_store(&state));
+    }
 }

@@ -4,7 +4,9 @@
 pub mod inspect;
 pub mod interrupt;
 pub mod launch;
+mod target;
 pub mod transfer;
+mod trust;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,6 +93,20 @@ impl StoreArg {
         }
     }
 
+    /// Opens the store read-only (only if it exists) and loads the run `id` from it,
+    /// reporting a failure: for commands that only read one run (`export`).
+    ///
+    /// # Errors
+    ///
+    /// The exit code for the failure, which has been reported on stderr.
+    pub fn load_read_only(&self, id: &str) -> Result<(Arc<dyn StateStore>, Snapshot), Exit> {
+        let store = self.open_read_only()?;
+        match store.load(id) {
+            Ok(snapshot) => Ok((store, snapshot)),
+            Err(e) => Err(self.fail(&e)),
+        }
+    }
+
     /// Reports a store error, naming the store when the error is about a run it lacks.
     pub fn fail(&self, e: &StoreError) -> Exit {
         match e {
@@ -134,19 +150,123 @@ impl StoreArg {
     }
 }
 
-/// Reports a store error and picks its exit code: what the user can fix (an unknown id, a
-/// run held by another process, a bad file) is bad input; the rest is internal.
+/// Reports a store error and picks its exit code (see [`exit_for`]); the message says which
+/// kind of failure it is when the error's own text does not.
 pub fn fail(e: &StoreError) -> Exit {
-    line(To::Stderr, &format!("error: {e}"));
+    let exit = exit_for(e);
+    let text = match exit {
+        Exit::IoError => format!("error: the state store failed: {e}"),
+        // A held run's message already says to wait for its writer.
+        Exit::TempFail if !matches!(e, StoreError::Locked { .. }) => {
+            format!("error: {e} (the store is busy: try again in a moment)")
+        }
+        _ => format!("error: {e}"),
+    };
+    line(To::Stderr, &text);
+    exit
+}
+
+/// The exit code for a store error: what the user can fix (an unknown id, a file that is not
+/// a store, a path that does not exist) is bad input (2); a run held by another process or a
+/// busy store is a temporary failure (75); a failed read or write of the store is an I/O
+/// error (74); anything else is internal (70).
+pub fn exit_for(e: &StoreError) -> Exit {
+    if e.is_temporary() {
+        return Exit::TempFail;
+    }
     match e {
         StoreError::NotFound { .. }
         | StoreError::UnknownAddress { .. }
         | StoreError::AlreadyExists { .. }
-        | StoreError::Locked { .. }
         | StoreError::Malformed { .. }
         | StoreError::IncompatibleVersion { .. }
-        | StoreError::ForeignStore { .. }
-        | StoreError::Io { .. } => Exit::BadInput,
+        | StoreError::ForeignStore { .. } => Exit::BadInput,
+        StoreError::Io { source, .. } => io_exit(source),
+        StoreError::Corrupt { .. }
+        | StoreError::Conflict { .. }
+        | StoreError::ArtifactMissing { .. }
+        | StoreError::ArtifactCorrupt { .. }
+        | StoreError::Backend { .. } => Exit::IoError,
         _ => Exit::Internal,
+    }
+}
+
+/// A path the user named that is missing, not allowed or of the wrong kind is theirs to fix
+/// (2); a system call that timed out is temporary (75); any other I/O failure is 74.
+pub(crate) fn io_exit(e: &std::io::Error) -> Exit {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::NotFound
+        | ErrorKind::PermissionDenied
+        | ErrorKind::AlreadyExists
+        | ErrorKind::IsADirectory
+        | ErrorKind::NotADirectory
+        | ErrorKind::InvalidInput
+        | ErrorKind::InvalidFilename
+        | ErrorKind::InvalidData
+        | ErrorKind::ReadOnlyFilesystem => Exit::BadInput,
+        ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted => Exit::TempFail,
+        _ => Exit::IoError,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exit_for;
+    use crate::exit::Exit;
+    use rh_agents::store::StoreError;
+    use std::io::ErrorKind;
+
+    fn io(kind: ErrorKind) -> StoreError {
+        StoreError::Io {
+            path: "state.db".into(),
+            source: std::io::Error::from(kind),
+        }
+    }
+
+    #[test]
+    fn what_the_user_can_fix_is_bad_input() {
+        assert_eq!(
+            exit_for(&StoreError::NotFound { id: "r".into() }),
+            Exit::BadInput
+        );
+        assert_eq!(
+            exit_for(&StoreError::Malformed {
+                what: "f.json".into(),
+                reason: "no".into()
+            }),
+            Exit::BadInput
+        );
+        assert_eq!(exit_for(&io(ErrorKind::NotFound)), Exit::BadInput);
+    }
+
+    #[test]
+    fn a_held_run_or_a_timed_out_call_is_a_temporary_failure() {
+        let held = StoreError::Locked {
+            id: "r".into(),
+            holder: "process 1".into(),
+        };
+        assert_eq!(exit_for(&held), Exit::TempFail);
+        assert_eq!(exit_for(&io(ErrorKind::TimedOut)), Exit::TempFail);
+    }
+
+    #[test]
+    fn a_failed_store_is_an_io_error_and_a_missing_store_is_internal() {
+        let backend = StoreError::Backend {
+            context: "appending records".into(),
+            source: Box::new(std::io::Error::other("disk I/O error")),
+        };
+        assert_eq!(exit_for(&backend), Exit::IoError);
+        assert_eq!(exit_for(&io(ErrorKind::StorageFull)), Exit::IoError);
+        let corrupt = StoreError::Corrupt {
+            id: "r".into(),
+            record: "event #3".into(),
+            reason: "bad".into(),
+        };
+        assert_eq!(exit_for(&corrupt), Exit::IoError);
+        assert_eq!(
+            exit_for(&StoreError::NoStore("none".into())),
+            Exit::Internal
+        );
     }
 }

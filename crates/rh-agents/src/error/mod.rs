@@ -243,6 +243,10 @@ impl fmt::Display for Error {
                 }
                 Ok(())
             }
+            // One allowed attempt (a disabled policy, `max_attempts = 1`) is no retry at all.
+            ErrorKind::RetriesExhausted if attempts <= 1 => {
+                write!(f, "failed after {attempts} attempt{plural} (not retried)")
+            }
             ErrorKind::RetriesExhausted => {
                 write!(
                     f,

@@ -387,7 +387,7 @@ impl ExecutionState {
                         "the state store failed ({failure}); the run stops so that no work \
                          goes unrecorded"
                     ))
-                    .triggered_by("state store"),
+                    .triggered_by(crate::store::StoreError::STOPPED_THE_RUN),
             );
         }
     }

@@ -121,6 +121,46 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The `triggered_by` of the interrupt a running state requests when its store fails to
+    /// save (see [`InterruptSignal::triggered_by`](crate::InterruptSignal::triggered_by)):
+    /// the mark by which a caller tells "the store failed" from other interrupts.
+    pub const STOPPED_THE_RUN: &'static str = "state store";
+
+    /// Whether the failure is temporary: the run is held by another writer, the database is
+    /// busy or locked by another connection past the busy timeout, or a system call timed out
+    /// or would block. Trying again later may succeed; nothing needs fixing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rh_agents::store::StoreError;
+    ///
+    /// let held = StoreError::Locked { id: "r1".into(), holder: "process 7".into() };
+    /// assert!(held.is_temporary());
+    /// assert!(!StoreError::NotFound { id: "r1".into() }.is_temporary());
+    /// ```
+    pub fn is_temporary(&self) -> bool {
+        use std::io::ErrorKind;
+        match self {
+            Self::Locked { .. } => true,
+            Self::Io { source, .. } => matches!(
+                source.kind(),
+                ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted
+            ),
+            #[cfg(feature = "sqlite")]
+            Self::Backend { source, .. } => source
+                .downcast_ref::<rusqlite::Error>()
+                .and_then(rusqlite::Error::sqlite_error_code)
+                .is_some_and(|code| {
+                    matches!(
+                        code,
+                        rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                    )
+                }),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {
             path: path.into(),
@@ -141,5 +181,47 @@ impl StoreError {
             record: record.into(),
             reason: reason.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+
+    #[test]
+    fn a_held_run_and_a_busy_database_are_temporary_a_broken_one_is_not() {
+        let io = |kind| StoreError::Io {
+            path: "x".into(),
+            source: std::io::Error::from(kind),
+        };
+        assert!(io(std::io::ErrorKind::TimedOut).is_temporary());
+        assert!(!io(std::io::ErrorKind::NotFound).is_temporary());
+        assert!(StoreError::Locked {
+            id: "r".into(),
+            holder: "process 1".into()
+        }
+        .is_temporary());
+        assert!(!StoreError::Corrupt {
+            id: "r".into(),
+            record: "header".into(),
+            reason: "bad".into()
+        }
+        .is_temporary());
+    }
+
+    #[cfg(feature = "sqlite")]
+    #[test]
+    fn sqlite_busy_and_locked_are_temporary_io_errors_are_not() {
+        let backend = |code| StoreError::Backend {
+            context: "appending records".into(),
+            source: Box::new(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(code),
+                None,
+            )),
+        };
+        assert!(backend(rusqlite::ffi::SQLITE_BUSY).is_temporary());
+        assert!(backend(rusqlite::ffi::SQLITE_LOCKED).is_temporary());
+        assert!(!backend(rusqlite::ffi::SQLITE_IOERR).is_temporary());
+        assert!(!backend(rusqlite::ffi::SQLITE_FULL).is_temporary());
     }
 }

@@ -28,6 +28,24 @@ pub fn write_file(
     snapshot: &Snapshot,
     blobs: &BTreeMap<String, Vec<u8>>,
 ) -> Result<(), StoreError> {
+    let text = to_text(snapshot, blobs)?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, text).map_err(|e| StoreError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))
+}
+
+/// The text [`write_file`] writes: `snapshot` and the given artifact bytes (base64) as
+/// indented JSON, for callers that choose where and how it is written (standard output, a
+/// file they must not replace).
+///
+/// # Errors
+///
+/// [`StoreError::Backend`] when the snapshot cannot be serialized.
+pub fn to_text(
+    snapshot: &Snapshot,
+    blobs: &BTreeMap<String, Vec<u8>>,
+) -> Result<String, StoreError> {
     let mut doc = serde_json::to_value(snapshot).map_err(|e| StoreError::Backend {
         context: "writing a snapshot".into(),
         source: Box::new(e),
@@ -39,11 +57,7 @@ pub fn write_file(
             .collect();
         map.insert("blobs".into(), Value::Object(encoded));
     }
-    let text = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    std::fs::write(&tmp, text).map_err(|e| StoreError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| StoreError::io(path, e))
+    Ok(serde_json::to_string_pretty(&doc).unwrap_or_default())
 }
 
 /// Reads a file written by [`write_file`]: the snapshot and its artifact bytes, each checked
