@@ -195,3 +195,26 @@ fn every_error_of_a_large_file_is_reported_at_its_line() {
         "p.toml:60009:11: `{{ steps.nope.stdout }}`: there is no step named \"nope\""
     );
 }
+
+#[test]
+fn a_template_error_in_a_header_names_the_header() {
+    let text = r#"name = "x"
+[[steps]]
+name = "a"
+kind = "command"
+program = "true"
+[[steps]]
+name = "h"
+kind = "http"
+url = "http://127.0.0.1:9/"
+headers = { x-a = "{{ steps.a.stdout }}", x-b = "{{ steps.a.body }}", x-c = "{{ oops" }
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "p.toml:10:49: header \"x-b\": `{{ steps.a.body }}`: a command step has no field \
+             `body` (its fields: stdout, stderr, exit_code)",
+            "p.toml:10:77: header \"x-c\": bad template: `{{` is never closed with `}}`",
+        ]
+    );
+}

@@ -405,7 +405,13 @@ impl Validator<'_> {
                     );
                     continue;
                 }
-                if let Some(t) = self.template(value, scope) {
+                let reported = self.diags.len();
+                let template = self.template(value, scope);
+                // Several headers may sit on one line: each problem names its header.
+                for d in &mut self.diags[reported..] {
+                    d.message = format!("header \"{key}\": {}", d.message);
+                }
+                if let Some(t) = template {
                     headers.push((key.clone(), t));
                 }
             }
