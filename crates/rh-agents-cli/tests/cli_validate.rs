@@ -218,3 +218,27 @@ headers = { x-a = "{{ steps.a.stdout }}", x-b = "{{ steps.a.body }}", x-c = "{{ 
         ]
     );
 }
+
+#[test]
+fn every_wrong_element_of_a_list_or_map_is_reported() {
+    let text = r#"name = "x"
+[[steps]]
+name = "a"
+kind = "command"
+program = "true"
+args = [1, "ok", 2]
+env = { A = 1, B = "x", C = true }
+retryable_exit_codes = ["1", 2, 3.5]
+"#;
+    assert_eq!(
+        errors(text),
+        [
+            "p.toml:6:9: invalid type: integer `1`, expected a string",
+            "p.toml:6:18: invalid type: integer `2`, expected a string",
+            "p.toml:7:13: invalid type: integer `1`, expected a string",
+            "p.toml:7:29: invalid type: boolean `true`, expected a string",
+            "p.toml:8:25: invalid type: string \"1\", expected i32",
+            "p.toml:8:33: invalid type: floating point `3.5`, expected i32",
+        ]
+    );
+}

@@ -7,6 +7,7 @@
 //! each value is then deserialized on its own with the same deserializer `toml` uses, so the
 //! messages are the ones serde gives ("invalid type: integer `5`, expected a string").
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
 use serde::de::{self, DeserializeOwned, Deserializer, IntoDeserializer, Visitor};
@@ -150,6 +151,47 @@ impl Reader<'_> {
         }
     }
 
+    /// An array, element by element (each wrong element is reported).
+    fn list<T: DeserializeOwned>(&mut self, field: &Field<'_>) -> Option<Spanned<Vec<T>>> {
+        let Some(array) = field.item.as_array() else {
+            self.invalid_type(field, "a sequence");
+            return None;
+        };
+        let mut values = Some(Vec::with_capacity(array.len()));
+        for element in array.iter() {
+            let item = Item::Value(element.clone());
+            let at = element.span().unwrap_or_else(|| field.at.clone());
+            let element = Field {
+                name: field.name,
+                item: &item,
+                at,
+            };
+            let value = self.value::<T>(&element).map(Spanned::into_inner);
+            values = values.zip(value).map(|(mut values, value)| {
+                values.push(value);
+                values
+            });
+        }
+        values.map(|values| Spanned::new(field.at.clone(), values))
+    }
+
+    /// A table of strings, entry by entry (each wrong value is reported).
+    fn map(&mut self, field: &Field<'_>) -> Option<Spanned<BTreeMap<String, Spanned<String>>>> {
+        let Some(table) = field.item.as_table_like() else {
+            self.invalid_type(field, "a map");
+            return None;
+        };
+        let mut entries = Some(BTreeMap::new());
+        for f in fields(table, &field.at) {
+            let value = self.value::<String>(&f);
+            entries = entries.zip(value).map(|(mut entries, value)| {
+                entries.insert(f.name.to_owned(), value);
+                entries
+            });
+        }
+        entries.map(|entries| Spanned::new(field.at.clone(), entries))
+    }
+
     /// The whole file.
     fn pipeline(&mut self, table: &dyn TableLike, at: Range<usize>) -> Option<RawPipeline> {
         let mut name = None;
@@ -261,14 +303,14 @@ impl Reader<'_> {
                 "name" => set(&mut name, self.value(&f)),
                 "kind" => set(&mut kind, self.value(&f)),
                 "program" => set(&mut program, self.value(&f)),
-                "args" => set(&mut args, self.value(&f)),
-                "env" => set(&mut env, self.value(&f)),
+                "args" => set(&mut args, self.list(&f)),
+                "env" => set(&mut env, self.map(&f)),
                 "cwd" => set(&mut cwd, self.value(&f)),
                 "stdin" => set(&mut stdin, self.value(&f)),
-                "retryable_exit_codes" => set(&mut codes, self.value(&f)),
+                "retryable_exit_codes" => set(&mut codes, self.list(&f)),
                 "method" => set(&mut method, self.value(&f)),
                 "url" => set(&mut url, self.value(&f)),
-                "headers" => set(&mut headers, self.value(&f)),
+                "headers" => set(&mut headers, self.map(&f)),
                 "body" => set(&mut body, self.value(&f)),
                 "max_workers" => set(&mut max_workers, self.value(&f)),
                 "fail_fast" => set(&mut fail_fast, self.value(&f)),
