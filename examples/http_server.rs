@@ -33,11 +33,16 @@ fn main() -> std::io::Result<std::process::ExitCode> {
             env!("CARGO_MANIFEST_DIR"),
             "/../../examples/pipelines/http.toml"
         );
-        return Ok(rh_agents_cli::cli::main_from([
-            "rh-agents",
-            "run",
-            pipeline,
-        ]));
+        return Ok(
+            match rh_agents_cli::cli::main_from(["rh-agents", "run", pipeline]) {
+                Ok(code) => code,
+                // Not reached with these arguments; shown as the command would show it.
+                Err(usage) => {
+                    usage.print()?;
+                    std::process::ExitCode::from(2)
+                }
+            },
+        );
     }
     let port = arg.unwrap_or_else(|| "8080".to_owned());
     let listener = TcpListener::bind(format!("127.0.0.1:{port}"))?;

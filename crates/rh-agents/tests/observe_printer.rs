@@ -666,6 +666,63 @@ retries: 1 call retried, 1 retry, 1 succeeded after retrying, 0 failed after exh
     );
 }
 
+/// A parallel step as the CLI runs one: an agent `fan` whose handler runs a group of three
+/// tasks, each calling the tool `page`; then a tool `report`.
+async fn fan_out_run(state: &ExecutionState) {
+    let page = scripted("page", vec![Step::Ok("p"), Step::Ok("p"), Step::Ok("p")]);
+    let tool = page.actor.clone();
+    let fan = Actor::new(ActorKind::Agent, "fan", move |(): (), ctx: Ctx| {
+        let tool = tool.clone();
+        async move {
+            let mut group = ctx.group::<String>("fan").max_workers(2);
+            for _ in 0..3 {
+                let tool = tool.clone();
+                group.add_named(
+                    "page",
+                    move |ctx: Ctx| async move { ctx.call(&tool, ()).await },
+                );
+            }
+            Ok::<_, io::Error>(group.run().await.results.len().to_string())
+        }
+    });
+    state.call(&fan, ()).await.unwrap();
+    let report = scripted("report", vec![Step::Ok("done")]);
+    state.call(&report.actor, ()).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn summary_counts_steps_as_calls_and_groups_and_tasks_apart() {
+    let state = ExecutionState::new();
+    fan_out_run(&state).await;
+    let summary = state.summary();
+
+    // fan, its three pages and report: five steps; the group and its tasks are counted apart.
+    assert_eq!(summary.calls, 5);
+    assert_eq!((summary.groups, summary.tasks), (1, 3));
+    let outcomes: Vec<(&str, usize)> = summary.outcomes.clone().into_iter().collect();
+    assert_eq!(outcomes, [("completed", 5)]);
+    let json = serde_json::to_value(&summary).unwrap();
+    assert_eq!(
+        (&json["calls"], &json["groups"], &json["tasks"]),
+        (
+            &serde_json::json!(5),
+            &serde_json::json!(1),
+            &serde_json::json!(3)
+        )
+    );
+    assert_eq!(
+        summary.render(true, false),
+        "\
+-- Summary ------------------------------
+calls: 5   groups: 1 (3 tasks)   records: 18
+outcomes: completed 5
+by kind: agent 1, group 1, task 3, tool 4
+by status: completed 9, started 9
+retries: 0 calls retried, 0 retries, 0 succeeded after retrying, 0 failed after exhausting retries
+"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn print_summary_writes_the_rendered_summary_in_the_printers_style() {
     let state = ExecutionState::new();

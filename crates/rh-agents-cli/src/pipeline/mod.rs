@@ -6,6 +6,7 @@
 mod duration;
 mod position;
 mod raw;
+mod read;
 mod spec;
 mod template;
 mod validate;
@@ -14,7 +15,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use duration::{parse_duration, HumanDuration};
-pub use position::{line_col, Diagnostic};
+pub use position::{line_col, Diagnostic, LineIndex};
 pub use spec::{Action, CommandSpec, HttpSpec, ParallelSpec, Pipeline, Step};
 pub use template::{
     is_valid_name, trim_newline, Field, Outputs, Part, Ref, Template, TemplateError,

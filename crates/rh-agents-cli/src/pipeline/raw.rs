@@ -1,33 +1,34 @@
 //! The pipeline file as TOML gives it: every field optional where the kind decides, with
 //! spans, so that validation can point at the exact line and column of a problem.
 //!
-//! Kinds are one flat struct rather than a tagged enum: serde buffers tagged enums, which loses
-//! both the spans and `deny_unknown_fields`.
+//! The tables (the file, `[defaults]`, a step, `retry = { ... }`) are read field by field by
+//! [`super::read`], so that every type error is reported rather than the first; only the
+//! values inside them are deserialized with serde. Kinds are one flat struct rather than a
+//! tagged enum, so that a field of another kind can be named where it is written.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use rh_agents::Backoff;
-use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
 use super::duration::HumanDuration;
 
 /// The whole file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub(crate) struct RawPipeline {
     pub(crate) name: Spanned<String>,
-    #[serde(default)]
     pub(crate) defaults: Option<RawDefaults>,
-    #[serde(default)]
     pub(crate) steps: Vec<RawStep>,
 }
 
+/// The fields of the file.
+pub(crate) const PIPELINE_FIELDS: &[&str] = &["name", "defaults", "steps"];
+
 /// `[defaults]`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RawDefaults {
     pub(crate) timeout: Option<Spanned<HumanDuration>>,
     pub(crate) retry: Option<Spanned<RawRetry>>,
@@ -42,9 +43,11 @@ pub(crate) enum RawKind {
     Parallel,
 }
 
+/// The fields of `[defaults]`.
+pub(crate) const DEFAULTS_FIELDS: &[&str] = &["timeout", "retry"];
+
 /// One `[[steps]]` entry (or a child of a parallel step).
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug)]
 pub(crate) struct RawStep {
     pub(crate) name: Spanned<String>,
     pub(crate) kind: Spanned<RawKind>,
@@ -69,6 +72,27 @@ pub(crate) struct RawStep {
     pub(crate) retry: Option<Spanned<RawRetry>>,
 }
 
+/// The fields of a step, of every kind.
+pub(crate) const STEP_FIELDS: &[&str] = &[
+    "name",
+    "kind",
+    "program",
+    "args",
+    "env",
+    "cwd",
+    "stdin",
+    "retryable_exit_codes",
+    "method",
+    "url",
+    "headers",
+    "body",
+    "max_workers",
+    "fail_fast",
+    "steps",
+    "timeout",
+    "retry",
+];
+
 /// `retry = false`, `retry = true` or `retry = { ... }`.
 #[derive(Debug)]
 pub(crate) enum RawRetry {
@@ -80,11 +104,10 @@ pub(crate) enum RawRetry {
 
 /// The settings of `retry = { ... }`; each one left out falls back to `[defaults]`, then to
 /// the library's defaults.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default)]
 pub(crate) struct RetryTable {
     pub(crate) strategy: Option<Spanned<Backoff>>,
-    #[serde(alias = "delay")]
+    /// `base`, or its other name `delay`.
     pub(crate) base: Option<Spanned<HumanDuration>>,
     pub(crate) multiplier: Option<Spanned<f64>>,
     pub(crate) max_attempts: Option<Spanned<i64>>,
@@ -94,10 +117,25 @@ pub(crate) struct RetryTable {
     pub(crate) attempt_timeout: Option<Spanned<HumanDuration>>,
 }
 
+/// The fields of `retry = { ... }` (`delay` is another name for `base`).
+pub(crate) const RETRY_FIELDS: &[&str] = &[
+    "strategy",
+    "base",
+    "delay",
+    "multiplier",
+    "max_attempts",
+    "max_delay",
+    "jitter",
+    "retry_timeout",
+    "attempt_timeout",
+];
+
+/// `retry = true | false`; a table is read field by field by [`super::read`], so anything
+/// else is a type error that names all three forms.
 impl<'de> Deserialize<'de> for RawRetry {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct V;
-        impl<'de> Visitor<'de> for V {
+        impl Visitor<'_> for V {
             type Value = RawRetry;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str(
@@ -106,10 +144,6 @@ impl<'de> Deserialize<'de> for RawRetry {
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<RawRetry, E> {
                 Ok(RawRetry::Switch(v))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawRetry, A::Error> {
-                let table = RetryTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(RawRetry::Table(Box::new(table)))
             }
         }
         deserializer.deserialize_any(V)

@@ -1,11 +1,11 @@
 //! `http` steps: one request per attempt.
 //!
 //! A 2xx response succeeds. 5xx, 408, 425, 429 and errors reaching the server (connection
-//! refused, reset, timed out) are transient and honour a `Retry-After: SECONDS` header; other
-//! statuses are permanent: retrying a 404 cannot help.
+//! refused, reset, timed out) are transient and honour a `Retry-After` header (seconds or an
+//! HTTP date); other statuses are permanent: retrying a 404 cannot help.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use rh_agents::{Actor, BoxError, Ctx, ErrorExt};
 use serde::{Deserialize, Serialize};
@@ -108,6 +108,19 @@ async fn read_body(mut response: reqwest::Response) -> Result<String, BoxError> 
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
+/// The wait a `Retry-After` value asks for, at `now`: a number of seconds, or an HTTP date
+/// (a date already past means no wait). `None` when it is neither: the policy's own delay
+/// applies. A wait too long to represent is the longest one; the retry policy caps every wait
+/// at its `max_delay` in any case.
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(value.parse().map_or(Duration::MAX, Duration::from_secs));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 async fn send(client: &reqwest::Client, input: HttpInput) -> Result<HttpOutput, BoxError> {
     let method = reqwest::Method::from_bytes(input.method.as_bytes()).map_err(|_| {
         StepError(format!("\"{}\" is not an HTTP method", input.method)).permanent()
@@ -116,6 +129,15 @@ async fn send(client: &reqwest::Client, input: HttpInput) -> Result<HttpOutput, 
         .map_err(|e| StepError(format!("invalid url \"{}\": {e}", input.url)).permanent())?;
     let mut request = client.request(method, url);
     for (name, value) in &input.headers {
+        // Checked here rather than by reqwest, whose "builder error" does not say which
+        // header: a template may have filled in a line break or another control character.
+        let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| {
+            StepError(format!(
+                "the value of header \"{name}\" is not valid once its template is filled in \
+                 (control characters such as line breaks are not allowed)"
+            ))
+            .permanent()
+        })?;
         request = request.header(name, value);
     }
     if let Some(body) = input.body {
@@ -136,8 +158,7 @@ async fn send(client: &reqwest::Client, input: HttpInput) -> Result<HttpOutput, 
     }
     let retry_after = headers
         .get("retry-after")
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(|v| retry_after(v, SystemTime::now()));
     let body = read_body(response).await?;
     if status.is_success() {
         return Ok(HttpOutput {
@@ -163,5 +184,66 @@ async fn send(client: &reqwest::Client, input: HttpInput) -> Result<HttpOutput, 
         })
     } else {
         Err(error.permanent().into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::{Duration, SystemTime};
+
+    use super::{retry_after, send, HttpInput};
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_as_an_http_date() {
+        // 1994-11-06 08:49:37 UTC, the date of RFC 9110's examples.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(retry_after("120", now), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(" 0 ", now), Some(Duration::ZERO));
+        // The three forms of an HTTP date, 30 s after `now`.
+        for date in [
+            "Sun, 06 Nov 1994 08:50:07 GMT",
+            "Sunday, 06-Nov-94 08:50:07 GMT",
+            "Sun Nov  6 08:50:07 1994",
+        ] {
+            assert_eq!(
+                retry_after(date, now),
+                Some(Duration::from_secs(30)),
+                "{date}"
+            );
+        }
+        // A date already past: retry at once (the policy's delay still applies).
+        assert_eq!(
+            retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        // More seconds than fit: the longest wait, which the policy caps at its max_delay.
+        assert_eq!(
+            retry_after("99999999999999999999999", now),
+            Some(Duration::MAX)
+        );
+        for bad in ["", "soon", "-5", "1.5", "Sun, 31 Feb 1994 08:50:07 GMT"] {
+            assert_eq!(retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_header_value_its_template_made_invalid_is_named() {
+        let input = HttpInput {
+            method: "GET".to_owned(),
+            // Never contacted: the request is refused before it is sent.
+            url: "http://127.0.0.1:9/".to_owned(),
+            headers: BTreeMap::from([
+                ("x-fine".to_owned(), "ok".to_owned()),
+                ("x-token".to_owned(), "line one\nline two".to_owned()),
+            ]),
+            body: None,
+        };
+        let error = send(&reqwest::Client::new(), input).await.unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "the value of header \"x-token\" is not valid once its template is filled in \
+             (control characters such as line breaks are not allowed)"
+        );
     }
 }

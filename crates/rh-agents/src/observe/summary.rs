@@ -49,14 +49,22 @@ pub struct RetryStats {
 pub struct RunSummary {
     /// Records in the history.
     pub events: usize,
-    /// Actor calls (distinct addresses).
+    /// Actor calls (distinct addresses) that a user would call a step: tools, LLM calls and
+    /// agents. The parallel groups and their tasks, which the runtime adds around the calls
+    /// made in parallel, are counted apart in [`groups`](Self::groups) and
+    /// [`tasks`](Self::tasks).
     pub calls: usize,
+    /// Parallel groups run (not counted in [`calls`](Self::calls)).
+    pub groups: usize,
+    /// Tasks of those groups (not counted in [`calls`](Self::calls)); the calls a task makes
+    /// are.
+    pub tasks: usize,
     /// Records per status (wire names).
     pub by_status: BTreeMap<&'static str, usize>,
-    /// Calls per actor kind (wire names).
+    /// Calls per actor kind (wire names), groups and tasks included.
     pub by_kind: BTreeMap<&'static str, usize>,
-    /// Calls per final status: how each call ended (or `started`/`retrying` if it is still
-    /// running).
+    /// How each of the [`calls`](Self::calls) ended: calls per final status (or
+    /// `started`/`retrying` if it is still running).
     pub outcomes: BTreeMap<&'static str, usize>,
     /// Wall-clock time from the first record to the last.
     #[serde(with = "serde_time::duration_ms", rename = "elapsed_ms")]
@@ -100,10 +108,22 @@ impl RunSummary {
             entry.1 |= event.status == EventStatus::Retrying;
             entry.2 = event;
         }
-        summary.calls = calls.len();
         for address in order {
             let (kind, retried, last) = calls[address];
             *summary.by_kind.entry(kind.as_str()).or_default() += 1;
+            match kind {
+                ActorKind::Group => {
+                    summary.groups += 1;
+                    continue;
+                }
+                ActorKind::Task => {
+                    summary.tasks += 1;
+                    continue;
+                }
+                ActorKind::Tool | ActorKind::Llm | ActorKind::Agent | ActorKind::System => {
+                    summary.calls += 1;
+                }
+            }
             *summary.outcomes.entry(last.status.as_str()).or_default() += 1;
             if retried {
                 summary.retries.calls_retried += 1;
@@ -136,7 +156,17 @@ impl RunSummary {
         let dot = if ascii { "," } else { " ·" };
         let mut text = String::new();
         let _ = writeln!(text, "{} Summary {}", rule.repeat(2), rule.repeat(30));
-        let _ = writeln!(text, "calls: {}   records: {}", self.calls, self.events);
+        let _ = write!(text, "calls: {}   ", self.calls);
+        if self.groups > 0 || self.tasks > 0 {
+            let _ = write!(
+                text,
+                "groups: {} ({} task{})   ",
+                self.groups,
+                self.tasks,
+                if self.tasks == 1 { "" } else { "s" }
+            );
+        }
+        let _ = writeln!(text, "records: {}", self.events);
         let join = |map: &BTreeMap<&'static str, usize>| {
             map.iter()
                 .map(|(k, v)| format!("{k} {v}"))

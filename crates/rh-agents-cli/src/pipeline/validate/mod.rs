@@ -7,6 +7,7 @@
 mod refs;
 mod retry;
 
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::Path;
 
@@ -15,6 +16,7 @@ use toml::Spanned;
 
 use super::position::{Diagnostic, Source};
 use super::raw::{RawKind, RawPipeline, RawStep};
+use super::read::read;
 use super::spec::{Action, CommandSpec, HttpSpec, ParallelSpec, Pipeline, Step};
 use super::template::{is_valid_name, Template};
 use refs::{Scope, TopInfo};
@@ -25,16 +27,17 @@ use retry::{strategy_name, Level};
 ///
 /// # Errors
 ///
-/// Every problem found, in file order (a TOML error stops at the first one).
+/// Every problem found, in file order: a TOML syntax error (the parser stops at the first
+/// one); else every value of the wrong type, unknown field and missing field; else every
+/// other problem (names, references, settings).
 pub fn parse(text: &str, file: &Path) -> Result<Pipeline, Vec<Diagnostic>> {
     let shown = file.display().to_string();
-    let src = Source { file: &shown, text };
-    let raw: RawPipeline = match toml::from_str(text) {
+    let src = Source::new(&shown, text);
+    let raw: RawPipeline = match read(&src) {
         Ok(raw) => raw,
-        Err(e) => {
-            let span = e.span().unwrap_or(0..0);
-            let message = e.message().trim_end().replace('\n', "; ");
-            return Err(vec![src.at(&span, message)]);
+        Err(mut diags) => {
+            diags.sort_by_key(|d| (d.line, d.column));
+            return Err(diags);
         }
     };
     let dir = file.parent().unwrap_or_else(|| Path::new(""));
@@ -48,6 +51,7 @@ pub fn parse(text: &str, file: &Path) -> Result<Pipeline, Vec<Diagnostic>> {
         dir,
         diags: Vec::new(),
         top: Vec::new(),
+        top_index: HashMap::new(),
         defaults: Level::default(),
     };
     let pipeline = v.pipeline(raw, file);
@@ -64,7 +68,11 @@ struct Validator<'a> {
     src: Source<'a>,
     dir: &'a Path,
     diags: Vec<Diagnostic>,
+    /// The top-level steps with distinct names, in file order.
     top: Vec<TopInfo>,
+    /// Each name in `top` → its index there, so that duplicates and references are found
+    /// without a search (a file may have tens of thousands of steps).
+    top_index: HashMap<String, usize>,
     defaults: Level,
 }
 
@@ -126,32 +134,31 @@ impl Validator<'_> {
         // First pass: names, so templates can tell "later" from "unknown".
         for step in &raw.steps {
             let name = step.name.get_ref();
-            if let Some(first) = self.top.iter().find(|t| &t.name == name) {
-                let at = self.src.pos(&first.span);
+            if let Some(&first) = self.top_index.get(name) {
+                let at = self.src.pos(&self.top[first].span);
                 self.error(
                     &step.name.span(),
                     format!("duplicate step name \"{name}\" (first defined at {at})"),
                 );
                 continue;
             }
-            let children = step
-                .steps
-                .as_ref()
-                .map(|s| {
-                    s.get_ref()
-                        .iter()
-                        .map(|c| (c.name.get_ref().clone(), *c.kind.get_ref()))
-                        .collect()
-                })
-                .unwrap_or_default();
+            let children = step.steps.as_ref().map(Spanned::get_ref);
+            let children = children.map(Vec::as_slice).unwrap_or_default();
+            self.top_index.insert(name.clone(), self.top.len());
             self.top.push(TopInfo {
-                name: name.clone(),
                 span: step.name.span(),
                 kind: *step.kind.get_ref(),
-                children,
+                first_child: children.first().map(|c| c.name.get_ref().clone()),
+                // The first of each name: a duplicate child is reported by `parallel`.
+                children: children
+                    .iter()
+                    .rev()
+                    .map(|c| (c.name.get_ref().clone(), *c.kind.get_ref()))
+                    .collect(),
             });
         }
         let names: Vec<String> = raw.steps.iter().map(|s| s.name.get_ref().clone()).collect();
+        let no_siblings = HashSet::new();
         let mut steps = Vec::new();
         for (index, step) in raw.steps.iter().enumerate() {
             let top_name = names[index].clone();
@@ -159,7 +166,7 @@ impl Validator<'_> {
                 top_index: index,
                 top_name: &top_name,
                 in_parallel: false,
-                siblings: &[],
+                siblings: &no_siblings,
             };
             if let Some(step) = self.step(step, &scope) {
                 steps.push(step);
@@ -398,7 +405,13 @@ impl Validator<'_> {
                     );
                     continue;
                 }
-                if let Some(t) = self.template(value, scope) {
+                let reported = self.diags.len();
+                let template = self.template(value, scope);
+                // Several headers may sit on one line: each problem names its header.
+                for d in &mut self.diags[reported..] {
+                    d.message = format!("header \"{key}\": {}", d.message);
+                }
+                if let Some(t) = template {
                     headers.push((key.clone(), t));
                 }
             }
@@ -459,12 +472,12 @@ impl Validator<'_> {
                 return None;
             }
         };
-        let siblings: Vec<String> = children.iter().map(|c| c.name.get_ref().clone()).collect();
-        let mut seen: Vec<&Spanned<String>> = Vec::new();
+        let siblings: HashSet<&str> = children.iter().map(|c| c.name.get_ref().as_str()).collect();
+        let mut seen: HashMap<&str, Range<usize>> = HashMap::new();
         let mut steps = Vec::new();
         for child in children {
-            if let Some(first) = seen.iter().find(|s| s.get_ref() == child.name.get_ref()) {
-                let at = self.src.pos(&first.span());
+            if let Some(first) = seen.get(child.name.get_ref().as_str()) {
+                let at = self.src.pos(first);
                 self.error(
                     &child.name.span(),
                     format!(
@@ -475,7 +488,7 @@ impl Validator<'_> {
                 );
                 continue;
             }
-            seen.push(&child.name);
+            seen.insert(child.name.get_ref(), child.name.span());
             let child_scope = Scope {
                 top_index: scope.top_index,
                 top_name: scope.top_name,

@@ -1,6 +1,7 @@
 //! Template references (`{{ steps.NAME.FIELD }}`): each one must name an earlier step (or a
 //! step of an earlier parallel step) and a field that kind of step has.
 
+use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 
 use toml::Spanned;
@@ -11,10 +12,12 @@ use crate::pipeline::template::{Field, Ref, Template};
 
 /// A top-level step as templates see it.
 pub(super) struct TopInfo {
-    pub(super) name: String,
     pub(super) span: Range<usize>,
     pub(super) kind: RawKind,
-    pub(super) children: Vec<(String, RawKind)>,
+    /// The name of its first child, for examples in messages.
+    pub(super) first_child: Option<String>,
+    /// Its children's kinds by name.
+    pub(super) children: HashMap<String, RawKind>,
 }
 
 /// Where a template is: which top-level step (by index), and for a child its parent's
@@ -23,7 +26,7 @@ pub(super) struct Scope<'s> {
     pub(super) top_index: usize,
     pub(super) top_name: &'s str,
     pub(super) in_parallel: bool,
-    pub(super) siblings: &'s [String],
+    pub(super) siblings: &'s HashSet<&'s str>,
 }
 
 /// The fields a step of `kind` gives to later templates.
@@ -66,8 +69,8 @@ impl Validator<'_> {
                 format!("step \"{step}\" refers to itself")
             });
         }
-        let Some(index) = self.top.iter().position(|t| t.name == step) else {
-            if scope.siblings.iter().any(|s| s == step) {
+        let Some(&index) = self.top_index.get(step) else {
+            if scope.siblings.contains(step) {
                 return Err(format!(
                     "\"{step}\" is in the same parallel step: steps of one parallel step run at the same time and cannot use each other's output"
                 ));
@@ -83,13 +86,13 @@ impl Validator<'_> {
         }
         let kind = match (top.kind, &r.child) {
             (RawKind::Parallel, None) => {
-                let example = top.children.first().map_or("CHILD", |c| c.0.as_str());
+                let example = top.first_child.as_deref().unwrap_or("CHILD");
                 return Err(format!(
                     "\"{step}\" is a parallel step: name one of its steps, e.g. `steps.{step}.{example}.stdout`"
                 ));
             }
-            (RawKind::Parallel, Some(child)) => match top.children.iter().find(|c| &c.0 == child) {
-                Some((_, kind)) => *kind,
+            (RawKind::Parallel, Some(child)) => match top.children.get(child) {
+                Some(kind) => *kind,
                 None => {
                     return Err(format!(
                         "parallel step \"{step}\" has no step named \"{child}\""
