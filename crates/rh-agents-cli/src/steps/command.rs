@@ -1,38 +1,42 @@
 //! `command` steps: a child process with captured output.
 //!
 //! The child runs in its own process group, so that stopping it also stops what it started
-//! (`sh -c "a | b"`). On an interrupt the group gets SIGTERM, then SIGKILL after
-//! [`TERM_GRACE`] (also when the runtime drops the attempt after an interrupt, as it does
-//! with a parallel step's tasks); when the attempt is dropped for another reason (attempt
-//! timeout, fail-fast group) the group gets SIGKILL at once. A child that exits normally leaves its background processes alone,
-//! but their hold on stdout/stderr is cut after [`PIPE_DRAIN`].
+//! (`sh -c "a | b"`). One [`ProcessGroup`](group) owns that group and sends each signal at most
+//! once: on an interrupt SIGTERM, then SIGKILL after [`TERM_GRACE`] (also when the runtime drops
+//! the attempt after an interrupt, as it does with a parallel step's tasks); when the attempt
+//! is dropped for another reason (attempt timeout, fail-fast group) SIGKILL at once. A child
+//! that exits normally leaves its background processes alone, but their hold on stdout/stderr
+//! is cut after [`PIPE_DRAIN`].
+
+mod capture;
+mod group;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use rh_agents::{Actor, BoxError, Ctx, ErrorExt};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
-use tokio::task::JoinHandle;
 
+use self::capture::Reader;
+use self::group::ProcessGroup;
 use super::{interrupted, tail, StepError};
 use crate::pipeline::{CommandSpec, Outputs};
+
+pub use self::capture::MAX_CAPTURE;
+pub use self::group::wait_for_stragglers;
 
 /// How long a child has to exit after SIGTERM before it gets SIGKILL.
 pub const TERM_GRACE: Duration = Duration::from_secs(2);
 /// How long output is still read after the child exited (a background process it started may
 /// keep the pipe open).
 pub const PIPE_DRAIN: Duration = Duration::from_millis(500);
-/// At most this much of each stream is kept.
-pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
 
 /// A command with its templates rendered: the recorded input of the call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,144 +103,6 @@ pub fn actor(name: &str, spec: &CommandSpec) -> Actor<CommandInput, CommandOutpu
     .description("runs a command")
 }
 
-/// Sends signals to the child's process group, and stops it when dropped while armed: after
-/// an interrupt (the runtime dropped the attempt: a parallel step's task is stopped at once)
-/// with SIGTERM, then SIGKILL after [`TERM_GRACE`]; otherwise (an attempt timeout, a
-/// fail-fast group) with SIGKILL at once.
-struct Group {
-    pgid: Option<Pid>,
-    state: rh_agents::ExecutionState,
-}
-
-impl Group {
-    fn disarm(mut self) {
-        self.pgid = None;
-    }
-
-    fn signal(&self, signal: Signal) {
-        if let Some(pgid) = self.pgid {
-            // The group may be gone already (ESRCH): nothing left to stop.
-            let _ = killpg(pgid, signal);
-        }
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        let Some(pgid) = self.pgid else {
-            return;
-        };
-        if self.state.is_interrupted() {
-            self.signal(Signal::SIGTERM);
-            self.signal(Signal::SIGCONT);
-            reaper::kill_after(pgid, TERM_GRACE);
-        } else {
-            self.signal(Signal::SIGKILL);
-        }
-    }
-}
-
-/// Process groups given SIGTERM by a dropped attempt, killed after their grace unless gone
-/// by then. The command waits for them before it exits ([`wait_for_stragglers`]).
-mod reaper {
-    use std::sync::Mutex;
-    use std::thread::JoinHandle;
-    use std::time::{Duration, Instant};
-
-    use nix::sys::signal::{killpg, Signal};
-    use nix::unistd::Pid;
-
-    static WATCHERS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
-
-    pub(super) fn kill_after(pgid: Pid, grace: Duration) {
-        let deadline = Instant::now() + grace;
-        let watcher = std::thread::spawn(move || {
-            // Signal "none" only asks whether the group still exists.
-            while killpg(pgid, None::<Signal>).is_ok() {
-                if Instant::now() >= deadline {
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        let mut watchers = WATCHERS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        watchers.retain(|w| !w.is_finished());
-        watchers.push(watcher);
-    }
-
-    pub(super) fn wait() {
-        let watchers: Vec<_> = std::mem::take(
-            &mut *WATCHERS
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        for watcher in watchers {
-            let _ = watcher.join();
-        }
-    }
-}
-
-/// Waits until every command stopped by an interrupt has exited or been killed (at most
-/// [`TERM_GRACE`]): called before the process exits, which would otherwise leave a command
-/// that ignores SIGTERM running.
-pub fn wait_for_stragglers() {
-    reaper::wait();
-}
-
-/// A task reading one stream into a shared buffer, aborted when dropped.
-struct Reader {
-    buffer: Arc<Mutex<Vec<u8>>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Reader {
-    fn spawn<R: AsyncRead + Unpin + Send + 'static>(stream: Option<R>) -> Reader {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let task = stream.map(|mut stream| {
-            let sink = Arc::clone(&buffer);
-            tokio::spawn(async move {
-                let mut chunk = vec![0u8; 8192];
-                while let Ok(n) = stream.read(&mut chunk).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let mut buf = sink.lock().unwrap_or_else(PoisonError::into_inner);
-                    let room = MAX_CAPTURE.saturating_sub(buf.len());
-                    buf.extend_from_slice(&chunk[..n.min(room)]);
-                }
-            })
-        });
-        Reader { buffer, task }
-    }
-
-    async fn finish(&mut self) -> String {
-        if let Some(task) = &mut self.task {
-            if tokio::time::timeout(PIPE_DRAIN, task).await.is_err() {
-                // A background process still holds the pipe: keep what was read.
-                self.stop();
-            }
-            self.task = None;
-        }
-        let buf = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&buf).into_owned()
-    }
-
-    fn stop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn spawn_error(program: &str, cwd: Option<&std::path::Path>, e: &io::Error) -> BoxError {
     let message = match (e.kind(), cwd) {
         (io::ErrorKind::NotFound, Some(dir)) if !dir.is_dir() => format!(
@@ -295,7 +161,7 @@ async fn run(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // The child leads its own group; the `Group` guard below stops the whole group when
+        // The child leads its own group; the `ProcessGroup` below stops the whole group when
         // the attempt ends early, gracefully after an interrupt (so no `kill_on_drop`, which
         // would SIGKILL the child at once).
         .process_group(0);
@@ -305,13 +171,7 @@ async fn run(
     let mut child = cmd
         .spawn()
         .map_err(|e| spawn_error(&input.program, input.cwd.as_deref(), &e))?;
-    let group = Group {
-        pgid: child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .map(Pid::from_raw),
-        state: ctx.state().clone(),
-    };
+    let mut group = ProcessGroup::new(child.id(), TERM_GRACE, ctx.state().clone());
     // A background process that keeps the input pipe open without reading it must not keep
     // the writer alive after the attempt.
     let _writer = match (child.stdin.take(), input.stdin) {
@@ -329,21 +189,19 @@ async fn run(
             StepError(format!("waiting for `{}` failed: {e}", input.program)).transient()
         })?,
         () = ctx.interrupted() => {
-            group.signal(Signal::SIGTERM);
-            // A process stopped (e.g. by SIGTTIN, reading the terminal from the background)
-            // would keep the SIGTERM pending until the SIGKILL: wake it to take it.
-            group.signal(Signal::SIGCONT);
-            if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
-                group.signal(Signal::SIGKILL);
+            // If the runtime drops this attempt during the grace (a parallel step's task is
+            // aborted on an interrupt), the group's drop keeps this deadline and sends nothing
+            // twice.
+            let deadline = group.terminate();
+            let deadline = tokio::time::Instant::from_std(deadline);
+            if tokio::time::timeout_at(deadline, child.wait()).await.is_err() {
+                group.kill();
                 let _ = child.wait().await;
             }
-            // Stopped here, within its grace: nothing left for the drop to do.
-            group.disarm();
             return Err(interrupted(ctx).into());
         }
     };
-    // Exited normally: what it left running in the background is its business.
-    group.disarm();
+    group.release();
     // Drained together: each may wait out the short grace for background writers.
     let (stdout, stderr) = tokio::join!(stdout.finish(), stderr.finish());
     match status.code() {
