@@ -19,6 +19,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
+use nix::errno::Errno;
 use rh_agents::{Actor, BoxError, Ctx, ErrorExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
@@ -118,16 +119,15 @@ fn spawn_error(program: &str, cwd: Option<&std::path::Path>, e: &io::Error) -> B
     // Only a shortage of system resources may pass; anything else (not found, not
     // executable, a NUL byte or an argument list too long from a template) fails the same
     // way every time.
-    const EINTR: i32 = 4;
-    const EAGAIN: i32 = 11;
-    const ENOMEM: i32 = 12;
-    const ENFILE: i32 = 23;
-    const EMFILE: i32 = 24;
-    const ETXTBSY: i32 = 26;
-    match e.raw_os_error() {
-        Some(EINTR | EAGAIN | ENOMEM | ENFILE | EMFILE | ETXTBSY) => {
-            StepError(message).transient().into()
-        }
+    match e.raw_os_error().map(Errno::from_raw) {
+        Some(
+            Errno::EINTR
+            | Errno::EAGAIN
+            | Errno::ENOMEM
+            | Errno::ENFILE
+            | Errno::EMFILE
+            | Errno::ETXTBSY,
+        ) => StepError(message).transient().into(),
         _ => StepError(message).permanent().into(),
     }
 }
@@ -233,6 +233,35 @@ async fn run(
         None => {
             let signal = status.signal().unwrap_or_default();
             Err(StepError(format!("`{}` was killed by signal {signal}", input.program)).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rh_agents::{ErrorClass, Marked};
+
+    use super::*;
+
+    fn class_of(errno: Errno) -> Option<ErrorClass> {
+        let e = spawn_error("x", None, &io::Error::from_raw_os_error(errno as i32));
+        e.downcast_ref::<Marked>().and_then(Marked::class)
+    }
+
+    #[test]
+    fn only_a_shortage_of_resources_lets_a_failed_spawn_be_retried() {
+        for errno in [
+            Errno::EINTR,
+            Errno::EAGAIN,
+            Errno::ENOMEM,
+            Errno::ENFILE,
+            Errno::EMFILE,
+            Errno::ETXTBSY,
+        ] {
+            assert_eq!(class_of(errno), Some(ErrorClass::Transient), "{errno}");
+        }
+        for errno in [Errno::ENOENT, Errno::EACCES, Errno::E2BIG, Errno::EINVAL] {
+            assert_eq!(class_of(errno), Some(ErrorClass::Permanent), "{errno}");
         }
     }
 }
