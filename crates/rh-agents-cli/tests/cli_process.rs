@@ -1,7 +1,7 @@
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 //! The processes of command steps, end to end: what an interrupt sends to the commands of a
 //! parallel step (each process group gets SIGTERM once, SIGKILL after its grace, and is gone
-//! when `rh-agents` exits).
+//! when `rh-agents` exits), and what a command's output records when it is cut or not UTF-8.
 
 mod support;
 
@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use nix::sys::signal::Signal;
-use support::{is_gone, write, Fifo, Running};
+use serde_json::Value;
+use support::{is_gone, json_lines, text, write, Fifo, Running};
 
 fn bin(dir: &Path) -> Command {
     let mut cmd = support::bin();
@@ -131,4 +132,149 @@ args = ["-c", 'trap "echo term >> \"$0/stubborn.log\"" TERM; echo $$ > "$1"; whi
         assert!(after_term[1..].iter().all(|l| *l == "tick"), "{log}");
         assert!(is_gone(stubborn), "the stubborn command outlived rh-agents");
     }
+}
+
+/// Runs a pipeline whose first command is `script` (sh), with `--json`; returns the output
+/// value of that step (`out`), and every event. With `echo`, a second step prints
+/// `{{ steps.out.stdout }}`, which must be the text of the first step's output.
+fn run_json(dir: &Path, script: &str, echo: bool) -> (Value, Vec<Value>) {
+    let mut pipeline = format!(
+        "name = \"x\"\n[[steps]]\nname = \"out\"\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", '{script}']\n"
+    );
+    if echo {
+        pipeline.push_str("[[steps]]\nname = \"echo\"\nkind = \"command\"\nprogram = \"printf\"\nargs = [\"%s\", \"{{ steps.out.stdout }}\"]\n");
+    }
+    let file = write(dir, "p.toml", &pipeline);
+    let out = bin(dir)
+        .arg("run")
+        .arg(&file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let events = json_lines(&text(&out.stdout));
+    let value = completed(&events, "out#0");
+    if echo {
+        // (A template trims one trailing newline.)
+        let text = value["stdout"].as_str().unwrap();
+        assert_eq!(
+            completed(&events, "echo#0")["stdout"],
+            text.strip_suffix('\n').unwrap_or(text),
+            "the template got other text"
+        );
+    }
+    (value, events)
+}
+
+/// The result of the completed call at `address`.
+fn completed(events: &[Value], address: &str) -> Value {
+    events
+        .iter()
+        .find(|e| e["address"] == address && e["status"] == "completed")
+        .unwrap_or_else(|| panic!("no completed {address}"))["result"]
+        .clone()
+}
+
+/// The messages of the log records at `address`.
+fn logs(events: &[Value], address: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["address"] == address && e["status"] == "log")
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+#[test]
+fn output_past_the_cap_is_cut_and_the_output_says_how_much_was_dropped() {
+    let dir = scratch("cap");
+    // 16 MiB + 5 bytes on stdout; the cap keeps 16 MiB.
+    let (value, events) = run_json(
+        &dir,
+        "head -c 16777221 /dev/zero | tr \"\\\\000\" a; echo fine >&2",
+        false,
+    );
+    assert_eq!(value["stdout"].as_str().unwrap().len(), 16 * 1024 * 1024);
+    assert_eq!(value["stdout_truncated_bytes"], 5, "{}", value["stderr"]);
+    assert_eq!(value["stderr"], "fine\n");
+    assert!(value.get("stderr_truncated_bytes").is_none());
+    assert!(value.get("stdout_base64").is_none());
+    assert_eq!(
+        logs(&events, "out#0"),
+        ["stdout cut at 16777216 bytes: 5 more bytes dropped"]
+    );
+}
+
+#[test]
+fn output_that_is_not_utf8_keeps_its_exact_bytes_in_base64() {
+    let dir = scratch("bytes");
+    let (value, events) = run_json(&dir, "printf \"a\\\\377b\"", true);
+    assert_eq!(value["stdout"], "a\u{fffd}b");
+    assert_eq!(value["stdout_base64"], "Yf9i");
+    assert!(value.get("stdout_truncated_bytes").is_none());
+    assert_eq!(
+        logs(&events, "out#0"),
+        ["stdout is not UTF-8: its exact bytes are in `stdout_base64`"]
+    );
+    // Text output has neither field, and no warning.
+    let (plain, events) = run_json(&scratch("text"), "echo héllo", true);
+    assert_eq!(plain["stdout"], "héllo\n");
+    assert!(plain.get("stdout_base64").is_none(), "{plain}");
+    assert!(logs(&events, "out#0").is_empty());
+}
+
+/// Serves `body` (with a 200) to one connection, from a thread the caller joins.
+fn serve_once(body: Vec<u8>) -> (u16, std::thread::JoinHandle<()>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+            line.clear();
+        }
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        // The client may hang up once it has read what it keeps.
+        let _ = stream.write_all(head.as_bytes());
+        let _ = stream.write_all(&body);
+    });
+    (port, server)
+}
+
+/// Runs one http step against `port` with `--json`; returns its output value.
+fn http_output(dir: &Path, port: u16) -> Value {
+    let file = write(
+        dir,
+        "p.toml",
+        &format!("name = \"x\"\n[[steps]]\nname = \"get\"\nkind = \"http\"\nurl = \"http://127.0.0.1:{port}/\"\nretry = false\n"),
+    );
+    let out = bin(dir)
+        .arg("run")
+        .arg(&file)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    completed(&json_lines(&text(&out.stdout)), "get#0")
+}
+
+#[test]
+fn an_http_body_past_the_cap_or_not_utf8_says_so_in_the_output() {
+    let (port, server) = serve_once(vec![b'a'; 16 * 1024 * 1024 + 5]);
+    let value = http_output(&scratch("http-cap"), port);
+    server.join().unwrap();
+    assert_eq!(value["body"].as_str().unwrap().len(), 16 * 1024 * 1024);
+    assert_eq!(value["body_truncated"], true);
+    assert!(value.get("body_base64").is_none());
+
+    let (port, server) = serve_once(vec![b'a', 0xff, b'b']);
+    let value = http_output(&scratch("http-bytes"), port);
+    server.join().unwrap();
+    assert_eq!(value["body"], "a\u{fffd}b");
+    assert_eq!(value["body_base64"], "Yf9i");
+    assert!(value.get("body_truncated").is_none());
 }

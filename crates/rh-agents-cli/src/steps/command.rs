@@ -7,6 +7,9 @@
 //! is dropped for another reason (attempt timeout, fail-fast group) SIGKILL at once. A child
 //! that exits normally leaves its background processes alone, but their hold on stdout/stderr
 //! is cut after [`PIPE_DRAIN`].
+//!
+//! Output is kept up to [`MAX_CAPTURE`] bytes per stream; the output value says how many bytes
+//! were dropped beyond that, and carries the exact bytes (base64) when they are not UTF-8.
 
 mod capture;
 mod group;
@@ -20,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use nix::errno::Errno;
-use rh_agents::{Actor, BoxError, Ctx, ErrorExt};
+use rh_agents::{Actor, BoxError, Ctx, ErrorExt, Severity};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -30,6 +33,7 @@ use self::group::ProcessGroup;
 use super::{interrupted, tail, StepError};
 use crate::pipeline::{CommandSpec, Outputs};
 
+pub(super) use self::capture::Captured;
 pub use self::capture::MAX_CAPTURE;
 pub use self::group::wait_for_stragglers;
 
@@ -59,14 +63,67 @@ pub struct CommandInput {
 }
 
 /// What a successful command produced: the recorded result of the call.
+///
+/// The optional fields appear only when they say something: a stream cut at [`MAX_CAPTURE`]
+/// bytes, or one that is not UTF-8 (its text then has U+FFFD in place of the bad bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandOutput {
-    /// Standard output (lossy UTF-8).
+    /// Standard output as text (bytes that are not UTF-8 replaced by U+FFFD).
     pub stdout: String,
-    /// Standard error (lossy UTF-8).
+    /// Standard error as text (bytes that are not UTF-8 replaced by U+FFFD).
     pub stderr: String,
     /// The exit code (0).
     pub exit_code: i32,
+    /// The kept standard output exactly, in base64, when it is not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_base64: Option<String>,
+    /// The kept standard error exactly, in base64, when it is not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_base64: Option<String>,
+    /// How many bytes of standard output were dropped past [`MAX_CAPTURE`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stdout_truncated_bytes: u64,
+    /// How many bytes of standard error were dropped past [`MAX_CAPTURE`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stderr_truncated_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl CommandOutput {
+    fn new(stdout: Captured, stderr: Captured) -> CommandOutput {
+        CommandOutput {
+            stdout: stdout.text,
+            stderr: stderr.text,
+            exit_code: 0,
+            stdout_base64: stdout.base64,
+            stderr_base64: stderr.base64,
+            stdout_truncated_bytes: stdout.truncated_bytes,
+            stderr_truncated_bytes: stderr.truncated_bytes,
+        }
+    }
+}
+
+/// Says in the run's records what the output value does not show at a glance: a stream cut
+/// short, or one that is not text.
+fn warn_about(ctx: &Ctx, stream: &str, captured: &Captured) {
+    if captured.truncated_bytes > 0 {
+        ctx.log(
+            Severity::Warning,
+            format!(
+                "{stream} cut at {MAX_CAPTURE} bytes: {} more bytes dropped",
+                captured.truncated_bytes
+            ),
+        );
+    }
+    if captured.base64.is_some() {
+        ctx.log(
+            Severity::Warning,
+            format!("{stream} is not UTF-8: its exact bytes are in `{stream}_base64`"),
+        );
+    }
 }
 
 /// Renders a command's templates.
@@ -204,15 +261,13 @@ async fn run(
     group.release();
     // Drained together: each may wait out the short grace for background writers.
     let (stdout, stderr) = tokio::join!(stdout.finish(), stderr.finish());
+    warn_about(ctx, "stdout", &stdout);
+    warn_about(ctx, "stderr", &stderr);
     match status.code() {
-        Some(0) => Ok(CommandOutput {
-            stdout,
-            stderr,
-            exit_code: 0,
-        }),
+        Some(0) => Ok(CommandOutput::new(stdout, stderr)),
         Some(code) => {
             let mut message = format!("`{}` exited with code {code}", input.program);
-            let last = tail(&stderr, 3, 300);
+            let last = tail(&stderr.text, 3, 300);
             if !last.is_empty() {
                 message.push_str(": ");
                 message.push_str(&last);
