@@ -151,3 +151,92 @@ pub fn wait_for_stragglers() {
         let _ = watcher.join();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+    use std::process::{Child, ChildStdout, Command, Stdio};
+
+    use rh_agents::{InterruptReason, InterruptSignal};
+
+    use super::*;
+
+    /// A shell leading its own group that prints `ready` once its TERM trap (which prints
+    /// `term`) is set, then loops until killed.
+    fn trapping_child() -> (Child, BufReader<ChildStdout>) {
+        let mut child = Command::new("sh")
+            .args([
+                "-c",
+                "trap 'echo term' TERM; echo ready; while :; do sleep 0.01; done",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "ready\n");
+        (child, out)
+    }
+
+    /// The rest of the child's output, once the group is gone (its pipe closes).
+    fn rest(mut child: Child, out: BufReader<ChildStdout>) -> Vec<String> {
+        let lines = out.lines().map_while(Result::ok).collect();
+        child.wait().unwrap();
+        lines
+    }
+
+    #[test]
+    fn a_group_dropped_in_its_grace_gets_no_second_sigterm_and_is_killed_at_the_deadline() {
+        let state = ExecutionState::new();
+        state.request_interrupt(InterruptSignal::new(InterruptReason::UserCancelled));
+        let (child, mut out) = trapping_child();
+        let mut group =
+            ProcessGroup::new(Some(child.id()), Duration::from_millis(200), state.clone());
+        group.terminate();
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "term\n");
+        // Asked again, then dropped (as the runtime drops an interrupted parallel task):
+        // nothing more is sent until the SIGKILL at the same deadline.
+        group.terminate();
+        drop(group);
+        assert!(rest(child, out).is_empty());
+        wait_for_stragglers();
+    }
+
+    #[test]
+    fn a_group_dropped_without_an_interrupt_is_killed_at_once() {
+        let (child, out) = trapping_child();
+        drop(ProcessGroup::new(
+            Some(child.id()),
+            Duration::from_secs(60),
+            ExecutionState::new(),
+        ));
+        assert!(rest(child, out).is_empty(), "no SIGTERM first");
+    }
+
+    #[test]
+    fn a_child_that_exited_by_itself_is_left_alone() {
+        let (child, out) = trapping_child();
+        let mut group = ProcessGroup::new(
+            Some(child.id()),
+            Duration::from_secs(60),
+            ExecutionState::new(),
+        );
+        group.release();
+        drop(group);
+        // Still running, trap and all: stop it here.
+        let pgid = Pid::from_raw(i32::try_from(child.id()).unwrap());
+        let mut out = out;
+        killpg(pgid, Signal::SIGTERM).unwrap();
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert_eq!(line, "term\n");
+        killpg(pgid, Signal::SIGKILL).unwrap();
+        assert!(rest(child, out).is_empty());
+    }
+}
