@@ -1,15 +1,16 @@
 //! `command` steps: a child process with captured output.
 //!
 //! The child runs in its own process group, so that stopping it also stops what it started
-//! (`sh -c "a | b"`). One [`ProcessGroup`](group) owns that group and sends each signal at most
-//! once: on an interrupt SIGTERM, then SIGKILL after [`TERM_GRACE`] (also when the runtime drops
-//! the attempt after an interrupt, as it does with a parallel step's tasks); when the attempt
-//! is dropped for another reason (attempt timeout, fail-fast group) SIGKILL at once. A child
-//! that exits normally leaves its background processes alone, but their hold on stdout/stderr
-//! is cut after [`PIPE_DRAIN`].
+//! (`sh -c "a | b"`). One `ProcessGroup` (`command/group.rs`) owns that group and sends each
+//! signal at most once: on an interrupt SIGTERM, then SIGKILL after [`TERM_GRACE`] (also when
+//! the runtime drops the attempt after an interrupt, as it does with a parallel step's tasks);
+//! when the attempt is dropped for another reason (attempt timeout, fail-fast group) SIGKILL
+//! at once. A child that exits normally leaves its background processes alone, but their hold
+//! on stdout/stderr is cut after [`PIPE_DRAIN`].
 //!
-//! Output is kept up to [`MAX_CAPTURE`] bytes per stream; the output value says how many bytes
-//! were dropped beyond that, and carries the exact bytes (base64) when they are not UTF-8.
+//! Output is kept up to [`MAX_CAPTURE`] bytes per stream (`command/capture.rs`); the output
+//! value says how many bytes were dropped beyond that, and carries the exact bytes (base64)
+//! when they are not UTF-8.
 
 mod capture;
 mod group;
