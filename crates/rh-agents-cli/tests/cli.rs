@@ -1,6 +1,9 @@
 #![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 //! The `rh-agents` binary driven end to end: exit codes, printed tree, JSON lines, signals,
 //! HTTP retries against a local server, parallel groups.
+//!
+//! No test asserts how long something took: each checks the order and the outcome (a 30 s
+//! backoff that was waited out would show as a retry in the output).
 
 mod support;
 
@@ -13,7 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use support::{assert_gone_within, count_events, json_lines, text, write, Running};
+use support::{count_events, is_gone, json_lines, text, write, Fifo, Running};
 
 /// A pipeline whose one step sleeps for 30 s.
 const SLEEP_30: &str = "name = \"x\"\n[[steps]]\nname = \"long\"\nkind = \"command\"\nprogram = \"sleep\"\nargs = [\"30\"]\n";
@@ -51,7 +54,6 @@ fn examples() -> PathBuf {
 
 #[test]
 fn quickstart_example_retries_then_completes_and_prints_the_run_id() {
-    let started = Instant::now();
     let out = run(&examples().join("quickstart.toml"), &[]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
@@ -79,7 +81,6 @@ fn quickstart_example_retries_then_completes_and_prints_the_run_id() {
         id.starts_with("run id: ") && id.len() == "run id: ".len() + 36,
         "{id}"
     );
-    assert!(started.elapsed() < Duration::from_secs(5));
 }
 
 #[test]
@@ -223,8 +224,10 @@ fn sigint_during_a_long_backoff_stops_at_once_with_exit_3() {
     );
     let mut running = start(&file);
     running.wait_for(|out| out.contains("retrying"));
-    let (code, out, err) = running.stop(Signal::SIGINT, Duration::from_secs(2));
+    let (code, out, err) = running.stop(Signal::SIGINT);
     assert_eq!(code, 3, "{out}{err}");
+    // Stopped in the backoff: the second attempt never started.
+    assert!(!out.contains("(attempt 2/3)"), "{out}");
     assert!(out.contains("interrupt requested: user_cancelled"), "{out}");
     assert!(out.contains("tool down interrupted"), "{out}");
     assert!(out.contains("run interrupted (user_cancelled)"), "{out}");
@@ -232,19 +235,19 @@ fn sigint_during_a_long_backoff_stops_at_once_with_exit_3() {
 }
 
 /// Runs a pipeline whose one step (`long`) sleeps 30 s; returns it once the step's shell
-/// has written its pid.
+/// has written its pid (the pid of the `sleep` it becomes).
 fn start_sleeper(dir: &Path) -> (Running, i32) {
-    let pidfile = dir.join("pid");
+    let fifo = Fifo::new(dir, "pid");
     let file = write(
         dir,
         "p.toml",
         &format!(
             "name = \"x\"\n[[steps]]\nname = \"long\"\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"echo $$ > '{}'; exec sleep 30\"]\n",
-            pidfile.display()
+            fifo.path().display()
         ),
     );
-    let mut running = start(&file);
-    let pid = running.wait_for_pid(&pidfile);
+    let running = start(&file);
+    let pid = fifo.pid();
     (running, pid)
 }
 
@@ -252,33 +255,30 @@ fn start_sleeper(dir: &Path) -> (Running, i32) {
 fn sigint_during_a_command_terminates_the_child() {
     let dir = scratch("command");
     let (running, pid) = start_sleeper(&dir);
-    let (code, out, err) = running.stop(Signal::SIGINT, Duration::from_secs(3));
+    let (code, out, err) = running.stop(Signal::SIGINT);
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("tool long interrupted"), "{out}");
-    assert_gone_within(pid, Duration::from_secs(2));
+    assert!(is_gone(pid), "the command outlived rh-agents");
 }
 
 #[test]
 fn sigterm_is_a_system_shutdown() {
     let dir = scratch("sigterm");
-    let file = write(&dir, "p.toml", SLEEP_30);
-    let mut running = start(&file);
-    running.wait_for(|out| out.contains("tool long started"));
-    thread::sleep(Duration::from_millis(100));
-    running.signal(Signal::SIGTERM);
-    let (code, out, _) = running.finish(Duration::from_secs(6));
+    let (running, pid) = start_sleeper(&dir);
+    let (code, out, _) = running.stop(Signal::SIGTERM);
     assert_eq!(code, 3, "{out}");
     assert!(out.contains("run interrupted (system_shutdown)"), "{out}");
+    assert!(is_gone(pid), "the command outlived rh-agents");
 }
 
 #[test]
 fn sighup_is_a_system_shutdown_that_stops_the_command() {
     let dir = scratch("sighup");
     let (running, pid) = start_sleeper(&dir);
-    let (code, out, err) = running.stop(Signal::SIGHUP, Duration::from_secs(3));
+    let (code, out, err) = running.stop(Signal::SIGHUP);
     assert_eq!(code, 3, "{out}{err}");
     assert!(out.contains("run interrupted (system_shutdown)"), "{out}");
-    assert_gone_within(pid, Duration::from_secs(2));
+    assert!(is_gone(pid), "the command outlived rh-agents");
 }
 
 #[test]
@@ -291,14 +291,9 @@ fn an_argument_the_system_refuses_is_not_retried() {
         "p.toml",
         "name = \"x\"\n[defaults]\nretry = { strategy = \"constant\", base = \"30s\", max_attempts = 3 }\n[[steps]]\nname = \"a\"\nkind = \"command\"\nprogram = \"printf\"\nargs = [\"x\\\\000y\"]\n[[steps]]\nname = \"b\"\nkind = \"command\"\nprogram = \"echo\"\nargs = [\"{{ steps.a.stdout }}\"]\n",
     );
-    let started = Instant::now();
     let out = run(&file, &[]);
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(1), "{all}");
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "no 30 s backoff"
-    );
     assert!(all.contains("tool b failed"), "{all}");
     assert!(!all.contains("tool b retrying"), "{all}");
 }
@@ -430,16 +425,12 @@ args = ["{{{{ steps.fan.slow.stdout }}}}"]
 #[test]
 fn parallel_fail_fast_stops_the_others() {
     let dir = scratch("fail-fast");
-    let started = Instant::now();
     let out = run(&parallel_file(&dir, true), &[]);
     let stdout = text(&out.stdout);
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "{:?}",
-        started.elapsed()
-    );
+    // `slow` was stopped, not waited for.
+    assert!(!stdout.contains("tool slow [task 0] completed"), "{stdout}");
     assert!(stdout.contains("fail-fast"), "{stdout}");
     assert!(
         stdout.contains("tool slow [task 0] interrupted") || stdout.contains("cancelled"),
@@ -479,11 +470,11 @@ fn parallel_fail_slow_runs_every_step_and_reports_the_failures() {
 fn run_timeout_interrupts_with_exit_3() {
     let dir = scratch("timeout");
     let file = write(&dir, "p.toml", SLEEP_30);
-    let started = Instant::now();
     let out = run(&file, &["--timeout", "300ms"]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(text(&out.stdout).contains("run interrupted (timeout)"));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("tool long interrupted"), "{stdout}");
+    assert!(stdout.contains("run interrupted (timeout)"), "{stdout}");
 }
 
 #[test]
@@ -511,67 +502,13 @@ fn a_command_the_shell_cannot_find_is_not_retried() {
         "p.toml",
         "name = \"x\"\n[[steps]]\nname = \"typo\"\nkind = \"command\"\nprogram = \"sh\"\nargs = [\"-c\", \"no-such-command-rh-agents\"]\nretry = { strategy = \"constant\", base = \"30s\", max_attempts = 3 }\n",
     );
-    let started = Instant::now();
     let out = run(&file, &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "no 30 s backoff"
-    );
     let stdout = text(&out.stdout);
     assert!(stdout.contains("attempt 1/3, not retried"), "{stdout}");
     assert!(
         text(&out.stderr).contains("exited with code 127"),
         "{}",
         text(&out.stderr)
-    );
-}
-
-#[test]
-fn an_interrupt_gives_the_commands_of_a_parallel_step_their_sigterm_grace() {
-    // Two children: one leaves a note when it gets SIGTERM, one ignores SIGTERM altogether.
-    let dir = scratch("parallel-term");
-    let note = dir.join("term.note");
-    let stubborn_pid = dir.join("stubborn.pid");
-    let file = write(
-        &dir,
-        "p.toml",
-        &format!(
-            r#"name = "x"
-[[steps]]
-name = "fan"
-kind = "parallel"
-max_workers = 2
-[[steps.steps]]
-name = "polite"
-kind = "command"
-program = "sh"
-args = ["-c", "trap 'echo term >> \"{note}\"; exit 0' TERM; sleep 30 & wait"]
-[[steps.steps]]
-name = "stubborn"
-kind = "command"
-program = "sh"
-args = ["-c", "trap '' TERM; echo $$ > \"{pid}\"; while true; do sleep 0.1; done"]
-"#,
-            note = note.display(),
-            pid = stubborn_pid.display()
-        ),
-    );
-    let mut running = start(&file);
-    let pid = running.wait_for_pid(&stubborn_pid);
-    thread::sleep(Duration::from_millis(200));
-    let started = Instant::now();
-    let (code, out, err) = running.stop(Signal::SIGINT, Duration::from_secs(6));
-    assert_eq!(code, 3, "{out}{err}");
-    assert_eq!(
-        std::fs::read_to_string(&note).unwrap_or_default().trim(),
-        "term",
-        "the polite child was asked to stop, not killed"
-    );
-    // The stubborn one was killed after its grace, before the command exited.
-    assert_gone_within(pid, Duration::from_millis(500));
-    assert!(
-        started.elapsed() >= Duration::from_millis(1_500),
-        "the grace was given"
     );
 }

@@ -1,38 +1,48 @@
 //! `command` steps: a child process with captured output.
 //!
 //! The child runs in its own process group, so that stopping it also stops what it started
-//! (`sh -c "a | b"`). On an interrupt the group gets SIGTERM, then SIGKILL after
-//! [`TERM_GRACE`] (also when the runtime drops the attempt after an interrupt, as it does
-//! with a parallel step's tasks); when the attempt is dropped for another reason (attempt
-//! timeout, fail-fast group) the group gets SIGKILL at once. A child that exits normally leaves its background processes alone,
-//! but their hold on stdout/stderr is cut after [`PIPE_DRAIN`].
+//! (`sh -c "a | b"`). One `ProcessGroup` (`command/group.rs`) owns that group and sends each
+//! signal at most once: on an interrupt SIGTERM, then SIGKILL after [`TERM_GRACE`] (also when
+//! the runtime drops the attempt after an interrupt, as it does with a parallel step's tasks);
+//! when the attempt is dropped for another reason (attempt timeout, fail-fast group) SIGKILL
+//! at once. A child that exits normally leaves its background processes alone, but their hold
+//! on stdout/stderr is cut after [`PIPE_DRAIN`].
+//!
+//! Output is kept up to [`MAX_CAPTURE`] bytes per stream (`command/capture.rs`); the output
+//! value says how many bytes were dropped beyond that, and carries the exact bytes (base64)
+//! when they are not UTF-8.
+
+mod capture;
+mod group;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-use rh_agents::{Actor, BoxError, Ctx, ErrorExt};
+use nix::errno::Errno;
+use rh_agents::{Actor, BoxError, Ctx, ErrorExt, Severity};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
-use tokio::task::JoinHandle;
 
+use self::capture::Reader;
+use self::group::ProcessGroup;
 use super::{interrupted, tail, StepError};
 use crate::pipeline::{CommandSpec, Outputs};
+
+pub(super) use self::capture::Captured;
+pub use self::capture::MAX_CAPTURE;
+pub use self::group::wait_for_stragglers;
 
 /// How long a child has to exit after SIGTERM before it gets SIGKILL.
 pub const TERM_GRACE: Duration = Duration::from_secs(2);
 /// How long output is still read after the child exited (a background process it started may
 /// keep the pipe open).
 pub const PIPE_DRAIN: Duration = Duration::from_millis(500);
-/// At most this much of each stream is kept.
-pub const MAX_CAPTURE: usize = 16 * 1024 * 1024;
 
 /// A command with its templates rendered: the recorded input of the call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,14 +64,67 @@ pub struct CommandInput {
 }
 
 /// What a successful command produced: the recorded result of the call.
+///
+/// The optional fields appear only when they say something: a stream cut at [`MAX_CAPTURE`]
+/// bytes, or one that is not UTF-8 (its text then has U+FFFD in place of the bad bytes).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommandOutput {
-    /// Standard output (lossy UTF-8).
+    /// Standard output as text (bytes that are not UTF-8 replaced by U+FFFD).
     pub stdout: String,
-    /// Standard error (lossy UTF-8).
+    /// Standard error as text (bytes that are not UTF-8 replaced by U+FFFD).
     pub stderr: String,
     /// The exit code (0).
     pub exit_code: i32,
+    /// The kept standard output exactly, in base64, when it is not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stdout_base64: Option<String>,
+    /// The kept standard error exactly, in base64, when it is not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr_base64: Option<String>,
+    /// How many bytes of standard output were dropped past [`MAX_CAPTURE`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stdout_truncated_bytes: u64,
+    /// How many bytes of standard error were dropped past [`MAX_CAPTURE`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub stderr_truncated_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+impl CommandOutput {
+    fn new(stdout: Captured, stderr: Captured) -> CommandOutput {
+        CommandOutput {
+            stdout: stdout.text,
+            stderr: stderr.text,
+            exit_code: 0,
+            stdout_base64: stdout.base64,
+            stderr_base64: stderr.base64,
+            stdout_truncated_bytes: stdout.truncated_bytes,
+            stderr_truncated_bytes: stderr.truncated_bytes,
+        }
+    }
+}
+
+/// Says in the run's records what the output value does not show at a glance: a stream cut
+/// short, or one that is not text.
+fn warn_about(ctx: &Ctx, stream: &str, captured: &Captured) {
+    if captured.truncated_bytes > 0 {
+        ctx.log(
+            Severity::Warning,
+            format!(
+                "{stream} cut at {MAX_CAPTURE} bytes: {} more bytes dropped",
+                captured.truncated_bytes
+            ),
+        );
+    }
+    if captured.base64.is_some() {
+        ctx.log(
+            Severity::Warning,
+            format!("{stream} is not UTF-8: its exact bytes are in `{stream}_base64`"),
+        );
+    }
 }
 
 /// Renders a command's templates.
@@ -99,144 +162,6 @@ pub fn actor(name: &str, spec: &CommandSpec) -> Actor<CommandInput, CommandOutpu
     .description("runs a command")
 }
 
-/// Sends signals to the child's process group, and stops it when dropped while armed: after
-/// an interrupt (the runtime dropped the attempt: a parallel step's task is stopped at once)
-/// with SIGTERM, then SIGKILL after [`TERM_GRACE`]; otherwise (an attempt timeout, a
-/// fail-fast group) with SIGKILL at once.
-struct Group {
-    pgid: Option<Pid>,
-    state: rh_agents::ExecutionState,
-}
-
-impl Group {
-    fn disarm(mut self) {
-        self.pgid = None;
-    }
-
-    fn signal(&self, signal: Signal) {
-        if let Some(pgid) = self.pgid {
-            // The group may be gone already (ESRCH): nothing left to stop.
-            let _ = killpg(pgid, signal);
-        }
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        let Some(pgid) = self.pgid else {
-            return;
-        };
-        if self.state.is_interrupted() {
-            self.signal(Signal::SIGTERM);
-            self.signal(Signal::SIGCONT);
-            reaper::kill_after(pgid, TERM_GRACE);
-        } else {
-            self.signal(Signal::SIGKILL);
-        }
-    }
-}
-
-/// Process groups given SIGTERM by a dropped attempt, killed after their grace unless gone
-/// by then. The command waits for them before it exits ([`wait_for_stragglers`]).
-mod reaper {
-    use std::sync::Mutex;
-    use std::thread::JoinHandle;
-    use std::time::{Duration, Instant};
-
-    use nix::sys::signal::{killpg, Signal};
-    use nix::unistd::Pid;
-
-    static WATCHERS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
-
-    pub(super) fn kill_after(pgid: Pid, grace: Duration) {
-        let deadline = Instant::now() + grace;
-        let watcher = std::thread::spawn(move || {
-            // Signal "none" only asks whether the group still exists.
-            while killpg(pgid, None::<Signal>).is_ok() {
-                if Instant::now() >= deadline {
-                    let _ = killpg(pgid, Signal::SIGKILL);
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        });
-        let mut watchers = WATCHERS
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        watchers.retain(|w| !w.is_finished());
-        watchers.push(watcher);
-    }
-
-    pub(super) fn wait() {
-        let watchers: Vec<_> = std::mem::take(
-            &mut *WATCHERS
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        for watcher in watchers {
-            let _ = watcher.join();
-        }
-    }
-}
-
-/// Waits until every command stopped by an interrupt has exited or been killed (at most
-/// [`TERM_GRACE`]): called before the process exits, which would otherwise leave a command
-/// that ignores SIGTERM running.
-pub fn wait_for_stragglers() {
-    reaper::wait();
-}
-
-/// A task reading one stream into a shared buffer, aborted when dropped.
-struct Reader {
-    buffer: Arc<Mutex<Vec<u8>>>,
-    task: Option<JoinHandle<()>>,
-}
-
-impl Reader {
-    fn spawn<R: AsyncRead + Unpin + Send + 'static>(stream: Option<R>) -> Reader {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let task = stream.map(|mut stream| {
-            let sink = Arc::clone(&buffer);
-            tokio::spawn(async move {
-                let mut chunk = vec![0u8; 8192];
-                while let Ok(n) = stream.read(&mut chunk).await {
-                    if n == 0 {
-                        break;
-                    }
-                    let mut buf = sink.lock().unwrap_or_else(PoisonError::into_inner);
-                    let room = MAX_CAPTURE.saturating_sub(buf.len());
-                    buf.extend_from_slice(&chunk[..n.min(room)]);
-                }
-            })
-        });
-        Reader { buffer, task }
-    }
-
-    async fn finish(&mut self) -> String {
-        if let Some(task) = &mut self.task {
-            if tokio::time::timeout(PIPE_DRAIN, task).await.is_err() {
-                // A background process still holds the pipe: keep what was read.
-                self.stop();
-            }
-            self.task = None;
-        }
-        let buf = self.buffer.lock().unwrap_or_else(PoisonError::into_inner);
-        String::from_utf8_lossy(&buf).into_owned()
-    }
-
-    fn stop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
-}
-
-impl Drop for Reader {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 fn spawn_error(program: &str, cwd: Option<&std::path::Path>, e: &io::Error) -> BoxError {
     let message = match (e.kind(), cwd) {
         (io::ErrorKind::NotFound, Some(dir)) if !dir.is_dir() => format!(
@@ -252,16 +177,15 @@ fn spawn_error(program: &str, cwd: Option<&std::path::Path>, e: &io::Error) -> B
     // Only a shortage of system resources may pass; anything else (not found, not
     // executable, a NUL byte or an argument list too long from a template) fails the same
     // way every time.
-    const EINTR: i32 = 4;
-    const EAGAIN: i32 = 11;
-    const ENOMEM: i32 = 12;
-    const ENFILE: i32 = 23;
-    const EMFILE: i32 = 24;
-    const ETXTBSY: i32 = 26;
-    match e.raw_os_error() {
-        Some(EINTR | EAGAIN | ENOMEM | ENFILE | EMFILE | ETXTBSY) => {
-            StepError(message).transient().into()
-        }
+    match e.raw_os_error().map(Errno::from_raw) {
+        Some(
+            Errno::EINTR
+            | Errno::EAGAIN
+            | Errno::ENOMEM
+            | Errno::ENFILE
+            | Errno::EMFILE
+            | Errno::ETXTBSY,
+        ) => StepError(message).transient().into(),
         _ => StepError(message).permanent().into(),
     }
 }
@@ -295,7 +219,7 @@ async fn run(
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // The child leads its own group; the `Group` guard below stops the whole group when
+        // The child leads its own group; the `ProcessGroup` below stops the whole group when
         // the attempt ends early, gracefully after an interrupt (so no `kill_on_drop`, which
         // would SIGKILL the child at once).
         .process_group(0);
@@ -305,13 +229,7 @@ async fn run(
     let mut child = cmd
         .spawn()
         .map_err(|e| spawn_error(&input.program, input.cwd.as_deref(), &e))?;
-    let group = Group {
-        pgid: child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .map(Pid::from_raw),
-        state: ctx.state().clone(),
-    };
+    let mut group = ProcessGroup::new(child.id(), TERM_GRACE, ctx.state().clone());
     // A background process that keeps the input pipe open without reading it must not keep
     // the writer alive after the attempt.
     let _writer = match (child.stdin.take(), input.stdin) {
@@ -329,32 +247,28 @@ async fn run(
             StepError(format!("waiting for `{}` failed: {e}", input.program)).transient()
         })?,
         () = ctx.interrupted() => {
-            group.signal(Signal::SIGTERM);
-            // A process stopped (e.g. by SIGTTIN, reading the terminal from the background)
-            // would keep the SIGTERM pending until the SIGKILL: wake it to take it.
-            group.signal(Signal::SIGCONT);
-            if tokio::time::timeout(TERM_GRACE, child.wait()).await.is_err() {
-                group.signal(Signal::SIGKILL);
+            // If the runtime drops this attempt during the grace (a parallel step's task is
+            // aborted on an interrupt), the group's drop keeps this deadline and sends nothing
+            // twice.
+            let deadline = group.terminate();
+            let deadline = tokio::time::Instant::from_std(deadline);
+            if tokio::time::timeout_at(deadline, child.wait()).await.is_err() {
+                group.kill();
                 let _ = child.wait().await;
             }
-            // Stopped here, within its grace: nothing left for the drop to do.
-            group.disarm();
             return Err(interrupted(ctx).into());
         }
     };
-    // Exited normally: what it left running in the background is its business.
-    group.disarm();
+    group.release();
     // Drained together: each may wait out the short grace for background writers.
     let (stdout, stderr) = tokio::join!(stdout.finish(), stderr.finish());
+    warn_about(ctx, "stdout", &stdout);
+    warn_about(ctx, "stderr", &stderr);
     match status.code() {
-        Some(0) => Ok(CommandOutput {
-            stdout,
-            stderr,
-            exit_code: 0,
-        }),
+        Some(0) => Ok(CommandOutput::new(stdout, stderr)),
         Some(code) => {
             let mut message = format!("`{}` exited with code {code}", input.program);
-            let last = tail(&stderr, 3, 300);
+            let last = tail(&stderr.text, 3, 300);
             if !last.is_empty() {
                 message.push_str(": ");
                 message.push_str(&last);
@@ -375,6 +289,35 @@ async fn run(
         None => {
             let signal = status.signal().unwrap_or_default();
             Err(StepError(format!("`{}` was killed by signal {signal}", input.program)).into())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rh_agents::{ErrorClass, Marked};
+
+    use super::*;
+
+    fn class_of(errno: Errno) -> Option<ErrorClass> {
+        let e = spawn_error("x", None, &io::Error::from_raw_os_error(errno as i32));
+        e.downcast_ref::<Marked>().and_then(Marked::class)
+    }
+
+    #[test]
+    fn only_a_shortage_of_resources_lets_a_failed_spawn_be_retried() {
+        for errno in [
+            Errno::EINTR,
+            Errno::EAGAIN,
+            Errno::ENOMEM,
+            Errno::ENFILE,
+            Errno::EMFILE,
+            Errno::ETXTBSY,
+        ] {
+            assert_eq!(class_of(errno), Some(ErrorClass::Transient), "{errno}");
+        }
+        for errno in [Errno::ENOENT, Errno::EACCES, Errno::E2BIG, Errno::EINVAL] {
+            assert_eq!(class_of(errno), Some(ErrorClass::Permanent), "{errno}");
         }
     }
 }

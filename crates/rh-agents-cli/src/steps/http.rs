@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use rh_agents::{Actor, BoxError, Ctx, ErrorExt};
 use serde::{Deserialize, Serialize};
 
+use super::command::Captured;
 use super::{head, interrupted, StepError};
 use crate::pipeline::{HttpSpec, Outputs};
 
@@ -35,8 +36,15 @@ pub struct HttpOutput {
     pub status: u16,
     /// Response headers (names in lower case; repeated headers joined with `, `).
     pub headers: BTreeMap<String, String>,
-    /// The body (lossy UTF-8).
+    /// The body as text (bytes that are not UTF-8 replaced by U+FFFD).
     pub body: String,
+    /// The kept body exactly, in base64, when it is not valid UTF-8.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_base64: Option<String>,
+    /// The body was cut at [`MAX_CAPTURE`](super::command::MAX_CAPTURE) bytes; the rest was
+    /// not read.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body_truncated: bool,
 }
 
 /// Renders a request's templates.
@@ -94,18 +102,21 @@ fn transport(e: &reqwest::Error) -> BoxError {
 }
 
 /// The body, cut at [`MAX_CAPTURE`](super::command::MAX_CAPTURE) bytes (like a command's
-/// output): a huge or endless response must not exhaust memory.
-async fn read_body(mut response: reqwest::Response) -> Result<String, BoxError> {
+/// output): a huge or endless response must not exhaust memory. Reading stops at the cap, so
+/// how much was dropped is not known; that something was is recorded.
+async fn read_body(mut response: reqwest::Response) -> Result<(Captured, bool), BoxError> {
     let limit = super::command::MAX_CAPTURE;
     let mut bytes = Vec::new();
+    let mut truncated = false;
     while let Some(chunk) = response.chunk().await.map_err(|e| transport(&e))? {
         let room = limit.saturating_sub(bytes.len());
         bytes.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if bytes.len() >= limit {
+        if chunk.len() > room {
+            truncated = true;
             break;
         }
     }
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    Ok((Captured::new(bytes, truncated), truncated))
 }
 
 /// The wait a `Retry-After` value asks for, at `now`: a number of seconds, or an HTTP date
@@ -159,16 +170,18 @@ async fn send(client: &reqwest::Client, input: HttpInput) -> Result<HttpOutput, 
     let retry_after = headers
         .get("retry-after")
         .and_then(|v| retry_after(v, SystemTime::now()));
-    let body = read_body(response).await?;
+    let (body, body_truncated) = read_body(response).await?;
     if status.is_success() {
         return Ok(HttpOutput {
             status: status.as_u16(),
             headers,
-            body,
+            body: body.text,
+            body_base64: body.base64,
+            body_truncated,
         });
     }
     let mut message = format!("HTTP {status}");
-    let snippet = head(&body, 200);
+    let snippet = head(&body.text, 200);
     if !snippet.is_empty() {
         message.push_str(": ");
         message.push_str(&snippet);
