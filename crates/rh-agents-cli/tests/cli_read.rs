@@ -9,7 +9,6 @@
 //! Runs are made with the library (the store is the same file the binary reads), so that a
 //! test can hold a run open as its live writer or change a row with plain SQL.
 
-#[allow(dead_code)] // the helpers this file does not use serve the other test files
 mod support;
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
@@ -139,11 +138,21 @@ fn runs_show_and_export_read_a_store_the_user_may_only_read() {
     chmod(&store_dir, 0o555);
     // Root may write anything whatever the modes say: run the reader as `nobody` then.
     let as_root = std::fs::metadata(&s.dir).unwrap().uid() == 0;
+    // `nobody` may not be able to reach the built binary (a clone under `/root`, say): it
+    // runs a copy from the scratch directory, which anyone may enter.
+    let program = s.dir.join("rh-agents");
     if as_root {
         chmod(&out_dir, 0o777);
+        chmod(&s.dir, 0o755);
+        std::fs::copy(env!("CARGO_BIN_EXE_rh-agents"), &program).unwrap();
+        chmod(&program, 0o755);
     }
     let reader = |args: &[&str]| {
         let mut cmd = bin();
+        if as_root {
+            cmd = Command::new(&program);
+            cmd.env("NO_COLOR", "1").env_remove("RH_AGENTS_STORE");
+        }
         cmd.current_dir(&s.dir)
             .arg("--store")
             .arg(&store)

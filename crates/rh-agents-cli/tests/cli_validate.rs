@@ -242,3 +242,24 @@ retryable_exit_codes = ["1", 2, 3.5]
         ]
     );
 }
+
+#[test]
+fn a_diagnostic_quoting_the_file_shows_its_escape_characters_escaped() {
+    let dir = scratch("escapes");
+    let file = dir.join("p.toml");
+    // A step name, written with TOML's own escape, that would clear the screen if printed
+    // raw: the diagnostic that quotes it must show it escaped.
+    std::fs::write(
+        &file,
+        "name = \"x\"\n[[steps]]\nname = \"a\\u001b[2J\"\nkind = \"command\"\nprogram = \"true\"\n",
+    )
+    .unwrap();
+    let out = run(&dir, &file);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "an escape reached the terminal: {stderr:?}"
+    );
+    assert!(stderr.contains("\\x1b"), "{stderr:?}");
+}

@@ -23,7 +23,7 @@ use rh_agents::{Event, Subscriber};
 use super::StoreArg;
 use crate::cli::{RunsArgs, ShowArgs};
 use crate::exit::Exit;
-use crate::output::{line, To};
+use crate::output::{json, line, To};
 
 /// The status shown for a run marked running that no process writes: it was killed or
 /// crashed.
@@ -81,7 +81,7 @@ pub fn runs(store: &StoreArg, args: &RunsArgs) -> Exit {
         }
     }
     if args.json {
-        line(
+        json(
             To::Stdout,
             &serde_json::to_string_pretty(&runs).unwrap_or_default(),
         );
@@ -220,7 +220,7 @@ pub fn show(store: &StoreArg, args: &ShowArgs) -> Exit {
         Err(e) => return store.fail(&e),
     };
     if args.json {
-        line(To::Stdout, &snapshot.to_json_pretty());
+        json(To::Stdout, &snapshot.to_json_pretty());
         return Exit::Success;
     }
     let live = is_live(store_handle.as_ref(), &snapshot.state_id, snapshot.status);
