@@ -81,6 +81,7 @@ pub mod interrupt;
 pub mod observe;
 mod panic;
 pub mod parallel;
+mod recording;
 pub mod retry;
 mod run;
 mod serde_time;
@@ -91,7 +92,7 @@ mod text;
 
 pub use actor::{Actor, ActorKind};
 pub use address::Address;
-pub use bus::{EventStream, Subscriber};
+pub use bus::{EventStream, Subscriber, UpdateStream};
 pub use call::Call;
 pub use context::Ctx;
 pub use error::{
@@ -103,6 +104,7 @@ pub use event::{
 };
 pub use history::History;
 pub use interrupt::{CheckOutcome, InterruptChecker, InterruptReason, InterruptSignal};
+pub use recording::{CommitMode, Progress, Update};
 pub use retry::{
     Backoff, FixedRandom, PolicyError, PolicySource, RandomSource, RetryConfig, RetryPolicy,
     RetryPolicyBuilder, SeededRandom, ThreadRandom,
@@ -112,4 +114,3 @@ pub use state::{
     DEFAULT_CHECK_TIMEOUT, DEFAULT_DETAIL_LIMIT, DEFAULT_GRACE_PERIOD,
 };
 pub use storage::{Storage, StorageError};
-pub use tokio_stream::StreamExt;

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_core::Stream;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_stream::Stream;
 
 use super::breaker::{CircuitBreaker, Permit};
 use super::record::{GroupOutcome, GroupRecord, GroupStatus, TaskError};
@@ -500,6 +500,9 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
         state.inner.orphans.drain().await;
         open.closed = true;
         group.end(&record, stop.as_ref());
+        // The group's outcome is reported only once its records have reached the store (in
+        // sync commit mode) and the subscribers that keep up.
+        state.settle(true).await;
         record
     }
 }

@@ -268,7 +268,9 @@ where
             // After an interrupt nothing is replayed either: the call takes the normal path,
             // which records how the interrupt stopped it, like every other call.
             if !replay.validates() && !state.is_interrupted() {
-                return replay::recorded(state, &address, actor, recorded, group.as_deref());
+                let replayed = replay::recorded(state, &address, actor, recorded, group.as_deref());
+                state.settle(true).await;
+                return replayed;
             }
             expected = Some(Arc::clone(recorded));
         }
@@ -298,6 +300,9 @@ where
     };
     let result = attempts(&rec, &guard, actor, &input, policy).await;
     guard.disarm();
+    // The result is reported once the records that say so are committed (sync commit mode)
+    // and delivered to the subscribers that keep up; an interrupt ends the wait at once.
+    state.settle(true).await;
     result
 }
 
@@ -363,6 +368,10 @@ where
                 e.retry.original_error = Some(Arc::clone(error));
             }
         });
+        // The handler runs once the store knows the attempt began (sync commit mode: no work
+        // goes on that a resume could not know about) and the subscribers that keep up have
+        // seen it (one may interrupt the run on it).
+        state.settle(true).await;
         let started = Instant::now();
         let ctx = Ctx {
             state: state.clone(),
@@ -469,6 +478,8 @@ where
             e.retry.delay = Some(delay);
             e.retry.original_error = Some(Arc::clone(&message));
         });
+        // The next attempt starts only once the store knows about this one (sync commit mode).
+        state.settle(true).await;
         if let Err(signal) = state.interruptible_sleep(delay).await {
             return Err(rec.interrupted(
                 signal,
