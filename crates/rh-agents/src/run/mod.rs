@@ -45,6 +45,8 @@ struct Recorder<'a> {
     group: Option<Arc<GroupRef>>,
     /// The recorded completion to compare the result with (validation replay).
     expected: Option<Arc<Event>>,
+    /// The call's node: its children's addresses, and the annotations of its handler.
+    node: Arc<Node>,
 }
 
 impl Recorder<'_> {
@@ -57,6 +59,13 @@ impl Recorder<'_> {
     fn finish(&self, status: EventStatus, attempt: u32, fill: impl FnOnce(&mut Event)) {
         let mut event = self.event(status, attempt, fill);
         event.is_final = true;
+        // What the handler annotated goes into the final record's metadata, over the call's
+        // own metadata under the same key (the handler's word is the later one).
+        if let Some(annotations) = self.node.take_annotations() {
+            let mut metadata = event.metadata.as_deref().cloned().unwrap_or_default();
+            metadata.extend(annotations);
+            event.metadata = Some(Arc::new(metadata));
+        }
         self.state.record_final(event);
     }
 
@@ -280,6 +289,7 @@ where
             .inner
             .retry
             .resolve(retry.as_deref(), actor.retry.as_ref(), actor.kind);
+    let address_of_node = address.clone();
     let rec = Recorder {
         state,
         address,
@@ -291,6 +301,7 @@ where
         source,
         group,
         expected,
+        node: Arc::new(Node::new(address_of_node)),
     };
     state.inner.journal.begin_call();
     let guard = Unfinished {
@@ -318,7 +329,7 @@ where
     O: Serialize + DeserializeOwned + Send + 'static,
 {
     let state = rec.state;
-    let node = Arc::new(Node::new(rec.address.clone()));
+    let node = &rec.node;
 
     if let Some(signal) = state.check_now().await {
         return Err(rec.interrupted(signal, 0, 0, "before preconditions", None));
@@ -375,7 +386,7 @@ where
         let started = Instant::now();
         let ctx = Ctx {
             state: state.clone(),
-            node: Arc::clone(&node),
+            node: Arc::clone(node),
             actor: Arc::clone(&actor.name),
             kind: actor.kind,
             attempt,
