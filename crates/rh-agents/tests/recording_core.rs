@@ -147,6 +147,8 @@ async fn a_blocked_subscriber_holds_up_neither_calls_nor_an_interrupt() {
     let fine = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&fine);
     let state = ExecutionState::builder()
+        // The hanging handler ignores interrupts: abort it at once.
+        .grace_period(Duration::ZERO)
         .subscriber(blocked)
         .subscriber(move |e: &Event| sink.lock().unwrap().push(e.id))
         .build();
@@ -191,7 +193,10 @@ async fn a_blocked_subscriber_holds_up_neither_calls_nor_an_interrupt() {
 async fn a_blocked_store_does_not_delay_an_interrupt() {
     let gated = Arc::new(Gated::default());
     let store: Arc<dyn StateStore> = Arc::<Gated>::clone(&gated);
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .grace_period(Duration::ZERO)
+        .start(Arc::clone(&store))
+        .unwrap();
     let id = state.id().to_owned();
     let tool = scripted("quick", vec![Step::Ok("done")]);
     state.call(&tool.actor, ()).await.unwrap();
