@@ -53,9 +53,9 @@ struct Worker {
 
 impl Worker {
     /// Whether a waiter may stop waiting for this worker at `target`.
-    fn settled(&self, target: u64, now: u64, blocked_after: Duration) -> bool {
+    fn settled(&self, target: u64, now: u64, blocked_after: Duration, final_wait: bool) -> bool {
         if self.done.load(Ordering::Acquire)
-            || self.slow.load(Ordering::Acquire)
+            || (!final_wait && self.slow.load(Ordering::Acquire))
             || self.acked.load(Ordering::SeqCst) >= target
         {
             return true;
@@ -206,10 +206,16 @@ impl Delivery {
     /// Whether every subscriber that keeps up has been given `target` records (those readers
     /// may see yet), and those its subscribers made in response.
     pub(crate) fn settled(&self, log: &Log, target: u64) -> bool {
-        self.settled_within(log, target, BLOCKED_AFTER)
+        self.settled_within(log, target, BLOCKED_AFTER, false)
     }
 
-    fn settled_within(&self, log: &Log, target: u64, blocked_after: Duration) -> bool {
+    fn settled_within(
+        &self,
+        log: &Log,
+        target: u64,
+        blocked_after: Duration,
+        final_wait: bool,
+    ) -> bool {
         if !self.has_workers() {
             return true;
         }
@@ -218,7 +224,7 @@ impl Delivery {
         self.workers
             .read()
             .iter()
-            .all(|w| w.settled(target, now, blocked_after))
+            .all(|w| w.settled(target, now, blocked_after, final_wait))
     }
 
     /// Blocks until the first `target` records are committed by `writer` (when given) and
@@ -227,12 +233,17 @@ impl Delivery {
     /// `token` is cancelled (the run is interrupted), the limits shrink: a store or a
     /// subscriber stuck on one record is not waited for, and nothing longer than a second;
     /// those that keep up get to take in how the run ended.
+    ///
+    /// The `final_wait` of a state that goes away waits for the slow subscribers too, however
+    /// long one spends on a record (within [`WAIT_LIMIT`]), unless the run was interrupted:
+    /// the last records of a run are not dropped because one of them takes long to print.
     pub(crate) fn wait(
         &self,
         log: &Log,
         target: u64,
         token: &CancellationToken,
         writer: Option<&Writer>,
+        final_wait: bool,
     ) {
         if !self.has_workers() && writer.is_none() {
             return;
@@ -250,11 +261,14 @@ impl Delivery {
                 }
                 let blocked_after = if interrupted {
                     BLOCKED_AFTER_INTERRUPT
+                } else if final_wait {
+                    WAIT_LIMIT
                 } else {
                     BLOCKED_AFTER
                 };
+                let patient = final_wait && !interrupted;
                 let committed = writer.is_none_or(|w| w.settled(target, interrupted));
-                if committed && self.settled_within(log, target, blocked_after) {
+                if committed && self.settled_within(log, target, blocked_after, patient) {
                     break;
                 }
                 // The commit of a sync-mode state is waited for until it is done or the run
@@ -262,7 +276,7 @@ impl Delivery {
                 if now >= deadline && (committed || interrupted) {
                     let target = target.max(log.consumer_end()).min(log.visible());
                     for worker in self.workers.read().iter() {
-                        if !worker.settled(target, now_mark(), blocked_after) {
+                        if !worker.settled(target, now_mark(), blocked_after, patient) {
                             worker.mark_slow("it did not keep up with the run");
                         }
                     }

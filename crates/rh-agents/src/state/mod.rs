@@ -78,6 +78,7 @@ impl Drop for StateInner {
                 journal.log.len(),
                 &self.interrupts.token,
                 None,
+                true,
             );
         }
     }
@@ -281,6 +282,7 @@ impl ExecutionState {
                 journal.log.len(),
                 &interrupts.token,
                 journal.writer.as_deref(),
+                false,
             );
         }
         true
@@ -488,7 +490,7 @@ impl ExecutionState {
                     // A failure is noted by the writer, which stops the run.
                     let _ = writer.flush(&log, target);
                 }
-                delivery.wait(&log, target, &job_token, job_writer.as_deref());
+                delivery.wait(&log, target, &job_token, job_writer.as_deref(), false);
             });
             tokio::select! {
                 biased;
@@ -508,7 +510,9 @@ impl ExecutionState {
             token.clone(),
         );
         let _ = handle
-            .spawn_blocking(move || delivery.wait(&log, target, &token, writer.as_deref()))
+            .spawn_blocking(move || {
+                delivery.wait(&log, target, &token, writer.as_deref(), false);
+            })
             .await;
     }
 
@@ -532,6 +536,7 @@ impl ExecutionState {
             target,
             &self.inner.interrupts.token,
             writer.map(|w| &**w),
+            false,
         );
     }
 
