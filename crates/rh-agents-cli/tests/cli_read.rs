@@ -9,7 +9,6 @@
 //! Runs are made with the library (the store is the same file the binary reads), so that a
 //! test can hold a run open as its live writer or change a row with plain SQL.
 
-#[allow(dead_code)] // the helpers this file does not use serve the other test files
 mod support;
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
