@@ -143,8 +143,15 @@ async fn local_interrupt(with_blocked_subscriber: bool) -> Duration {
     let state = builder.build();
     if with_blocked_subscriber {
         // The subscriber blocks on this record; the runtime waits for it once, notices, and
-        // stops waiting for it (not timed).
+        // stops waiting for it (not timed). Then some calls, so that the runtime's threads are
+        // as awake as in the runs without a subscriber.
         state.log(Severity::Info, "the subscriber blocks here");
+        let noop = Actor::tool("noop", |(): (), _ctx: Ctx| async move {
+            Ok::<(), std::io::Error>(())
+        });
+        for _ in 0..200 {
+            state.call(&noop, ()).await.unwrap();
+        }
     }
     let running = Arc::new(Notify::new());
     let handler_running = Arc::clone(&running);

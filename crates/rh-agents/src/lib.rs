@@ -21,10 +21,12 @@
 //! - [`ExecutionState::request_interrupt`] stops the run; external
 //!   [`InterruptChecker`]s let another process do so.
 //! - [`store`] makes runs durable: [`ExecutionStateBuilder::start`] writes every record to a
-//!   [`store::StateStore`] (SQLite by default) as it is made, and
+//!   [`store::StateStore`] (SQLite by default), committed as its [`CommitMode`] says, and
 //!   [`ExecutionStateBuilder::resume`] continues a run, replaying what completed.
 //! - [`ExecutionState::history`], [`ExecutionState::subscribe`] and
-//!   [`ExecutionState::stream`] show what happened; [`observe`] has the console printer, the
+//!   [`ExecutionState::stream`] show what happened (each sync subscriber on a thread of its
+//!   own, so none can hold up the run; [`ExecutionState::subscribe_from`] resumes a stream
+//!   by record number; [`Ctx::progress`] and [`Ctx::annotate`] report from inside a call); [`observe`] has the console printer, the
 //!   run summary, progress lines, JSON lines and (feature `tracing`) a `tracing` bridge.
 //!
 //! ```

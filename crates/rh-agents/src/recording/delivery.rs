@@ -79,7 +79,6 @@ impl Worker {
 }
 
 /// The sync subscribers of a state.
-#[derive(Debug)]
 pub(crate) struct Delivery {
     workers: RwLock<Arc<Vec<Arc<Worker>>>>,
     has_workers: AtomicBool,
@@ -88,6 +87,23 @@ pub(crate) struct Delivery {
     lock: Mutex<()>,
     acked: Condvar,
     waiters: AtomicUsize,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let workers = self.workers.read();
+        f.debug_struct("Delivery")
+            .field("subscribers", &workers.len())
+            .field(
+                "slow",
+                &workers
+                    .iter()
+                    .filter(|w| w.slow.load(Ordering::Relaxed))
+                    .count(),
+            )
+            .field("failures", &self.failures())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Delivery {
