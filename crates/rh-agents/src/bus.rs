@@ -68,6 +68,13 @@ pub trait Subscriber: Send + Sync + 'static {
         let _ = progress;
         Ok(())
     }
+
+    /// The tracing bridge's spans, which the runtime then opens as calls start (see
+    /// `recording::spans`). Not for other subscribers.
+    #[doc(hidden)]
+    fn call_spans(&self) -> Option<Arc<crate::recording::CallSpans>> {
+        None
+    }
 }
 
 impl<F: Fn(&Event) + Send + Sync + 'static> Subscriber for F {

@@ -21,6 +21,8 @@ pub(crate) struct Journal {
     pub(crate) delivery: Arc<Delivery>,
     /// The store writer of a durable state.
     pub(crate) writer: Option<Arc<Writer>>,
+    /// The spans of calls, when a tracing bridge is subscribed (the first one's).
+    pub(crate) spans: std::sync::OnceLock<Arc<crate::recording::CallSpans>>,
 }
 
 impl Journal {
@@ -36,14 +38,37 @@ impl Journal {
         let written = restored.len() as u64;
         let log = Arc::new(Log::new(restored, capacity, durable.is_some()));
         let delivery = Arc::new(Delivery::new());
-        for subscriber in subscribers {
-            delivery.add(&log, subscriber, log.len());
-        }
-        Self {
+        let journal = Self {
             writer: durable.map(|d| Arc::new(Writer::new(d, mode, written, Arc::clone(&delivery)))),
             log,
             delivery,
+            spans: std::sync::OnceLock::new(),
+        };
+        for subscriber in subscribers {
+            journal.subscribe(subscriber);
         }
+        journal
+    }
+
+    /// Adds a sync subscriber, from the current end of the log.
+    pub(crate) fn subscribe(&self, subscriber: Arc<dyn Subscriber>) {
+        if let Some(spans) = subscriber.call_spans() {
+            let _ = self.spans.set(spans);
+        }
+        self.delivery.add(&self.log, subscriber, self.log.len());
+    }
+
+    /// The span of a call (or group, or task) starting at `address`, when a tracing bridge
+    /// is subscribed.
+    pub(crate) fn open_span(
+        &self,
+        address: &Address,
+        actor: &str,
+        kind: crate::ActorKind,
+    ) -> Option<tracing::Span> {
+        self.spans
+            .get()
+            .map(|spans| spans.open(address, actor, kind))
     }
 
     /// Numbers and appends one record (`finishes_call`: the call it ends stops counting as

@@ -26,7 +26,8 @@
 //! - [`ExecutionState::history`], [`ExecutionState::subscribe`] and
 //!   [`ExecutionState::stream`] show what happened (each sync subscriber on a thread of its
 //!   own, so none can hold up the run; [`ExecutionState::subscribe_from`] resumes a stream
-//!   by record number; [`Ctx::progress`] and [`Ctx::annotate`] report from inside a call); [`observe`] has the console printer, the
+//!   by record number; [`Ctx::progress`] and [`Ctx::annotate`] report from inside a call);
+//!   [`observe`] has the console printer, the
 //!   run summary, progress lines, JSON lines and (feature `tracing`) a `tracing` bridge.
 //!
 //! ```
@@ -106,6 +107,8 @@ pub use event::{
 };
 pub use history::History;
 pub use interrupt::{CheckOutcome, InterruptChecker, InterruptReason, InterruptSignal};
+#[doc(hidden)]
+pub use recording::CallSpans;
 pub use recording::{CommitMode, Progress, Update};
 pub use retry::{
     Backoff, FixedRandom, PolicyError, PolicySource, RandomSource, RetryConfig, RetryPolicy,

@@ -625,6 +625,12 @@ impl Records<'_> {
         metadata.insert("max_workers".to_owned(), workers.into());
         metadata.insert("strategy".to_owned(), strategy.into());
         event.metadata = Some(Arc::new(metadata));
+        // Its span, for the spans of its tasks (with a tracing bridge subscribed).
+        let _ = self
+            .state
+            .inner
+            .journal
+            .open_span(self.address, self.name, ActorKind::Group);
         self.state.inner.journal.begin_call();
         self.state.record(event);
     }
@@ -680,6 +686,12 @@ impl Records<'_> {
 
     /// A task begins: it counts as running until its final record.
     fn task_started(&self, name: &Arc<str>, task: &GroupRef, address: &Address) {
+        // Its span, for the spans of the calls it makes (with a tracing bridge subscribed).
+        let _ = self
+            .state
+            .inner
+            .journal
+            .open_span(address, name, ActorKind::Task);
         self.state.inner.journal.begin_call();
         self.state
             .record(self.task_event(name, task, address, EventStatus::Started));

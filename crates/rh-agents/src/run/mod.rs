@@ -309,7 +309,19 @@ where
         attempt: AtomicU32::new(0),
         armed: AtomicBool::new(true),
     };
-    let result = attempts(&rec, &guard, actor, &input, policy).await;
+    let result = match state
+        .inner
+        .journal
+        .open_span(&rec.address, &actor.name, actor.kind)
+    {
+        // The handler runs inside its call's span (a tracing bridge is subscribed). Boxed:
+        // the span is not part of every call's future.
+        Some(span) => {
+            use tracing::Instrument as _;
+            Box::pin(attempts(&rec, &guard, actor, &input, policy).instrument(span)).await
+        }
+        None => attempts(&rec, &guard, actor, &input, policy).await,
+    };
     guard.disarm();
     // The result is reported once the records that say so are committed (sync commit mode)
     // and delivered to the subscribers that keep up; an interrupt ends the wait at once.

@@ -154,10 +154,7 @@ impl ExecutionState {
     /// Adds a sync subscriber; it sees events recorded from now on, on a thread of its own
     /// (see [`bus`](crate::Subscriber) for the delivery policy).
     pub fn subscribe(&self, subscriber: impl Subscriber) {
-        let journal = &self.inner.journal;
-        journal
-            .delivery
-            .add(&journal.log, Arc::new(subscriber), journal.log.len());
+        self.inner.journal.subscribe(Arc::new(subscriber));
     }
 
     /// Adds an async subscriber, run on its own task: `f` is awaited for each event in order.
