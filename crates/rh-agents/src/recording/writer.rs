@@ -38,7 +38,9 @@ const SYNC_STRAGGLERS: Duration = Duration::from_millis(20);
 ///
 /// Both modes keep "nothing committed is lost" and write records in history order; they
 /// differ in what a crash (a kill, a power loss under
-/// [`Durability::Full`](crate::store::Durability::Full)) can lose.
+/// [`Durability::Full`](crate::store::Durability::Full)) can lose. Either way, the
+/// subscribers and streams of a durable state are given a record once it is committed, so a
+/// record number they saw is never reused after a crash and a resume.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum CommitMode {
