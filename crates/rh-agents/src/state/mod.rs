@@ -240,6 +240,11 @@ impl ExecutionState {
     /// Asks the run to stop. Every wait (backoff, precondition, running handler) wakes
     /// at once. The first signal wins: it is published once as an interrupt record
     /// (kind `system`, status `interrupted`) and later requests return `false`.
+    ///
+    /// The run stops before this returns; the return itself waits until a durable state's
+    /// store has the notice and the status `interrupted`, and the sync subscribers that keep
+    /// up have seen the notice — boundedly: a store or subscriber stuck on one call for 50 ms
+    /// is not waited for, and nothing for longer than a second.
     pub fn request_interrupt(&self, signal: impl Into<InterruptSignal>) -> bool {
         let signal = signal.into();
         let interrupts = &self.inner.interrupts;
