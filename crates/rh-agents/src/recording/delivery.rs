@@ -153,15 +153,18 @@ impl Delivery {
         let dispatch = tracing::dispatcher::get_default(Clone::clone);
         let reader = Reader::new(Arc::clone(log), from, true);
         let delivery = Arc::clone(self);
+        let thread_worker = Arc::clone(&worker);
         let spawned = std::thread::Builder::new()
             .name("rh-agents-subscriber".to_owned())
             .spawn(move || {
                 tracing::dispatcher::with_default(&dispatch, || {
-                    delivery.run(&worker, &*subscriber, reader);
+                    delivery.run(&thread_worker, &*subscriber, reader);
                 });
             });
         if let Err(e) = spawned {
-            // Without a thread the subscriber cannot be served; the run goes on.
+            // Without a thread the subscriber cannot be served; the run goes on, and nobody
+            // waits for it.
+            worker.done.store(true, Ordering::Release);
             tracing::error!(error = %e, "could not start a thread for a sync subscriber");
         }
     }
