@@ -46,6 +46,8 @@ impl CallSpans {
     }
 
     /// The map, for the bridge.
+    // Only the bridge (feature `tracing`) reads the map itself.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(crate) fn lock(&self) -> MutexGuard<'_, HashMap<Address, Span>> {
         self.spans.lock()
     }
