@@ -118,6 +118,9 @@ fn push_segment(text: &mut String, name: &str) {
 pub(crate) struct Node {
     pub(crate) address: Address,
     children: Mutex<FxHashMap<Arc<str>, u32>>,
+    /// What the call's handler annotated (`Ctx::annotate`), for its final record. Allocated
+    /// on the first annotation only.
+    annotations: Mutex<Option<serde_json::Map<String, serde_json::Value>>>,
 }
 
 impl Node {
@@ -125,7 +128,26 @@ impl Node {
         Self {
             address,
             children: Mutex::new(FxHashMap::default()),
+            annotations: Mutex::new(None),
         }
+    }
+
+    /// Keeps `value` under `key` for the call's final record (a later value replaces an
+    /// earlier one).
+    pub(crate) fn annotate(&self, key: String, value: serde_json::Value) {
+        self.annotations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(serde_json::Map::new)
+            .insert(key, value);
+    }
+
+    /// The annotations made so far, taken out.
+    pub(crate) fn take_annotations(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        self.annotations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Reserves the next index for a call to `actor` under this node and returns its address.

@@ -117,6 +117,52 @@ impl Ctx {
         }
     }
 
+    /// Adds `key: value` to the metadata of this call's final record (COMPLETED, FAILED or
+    /// INTERRUPTED): an LLM call's token usage and cost, say. A later value for a key
+    /// replaces an earlier one, also one the call's own metadata had. Kept across the call's
+    /// attempts.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rh_agents::{Actor, Ctx, ExecutionState};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let llm = Actor::llm("answer", |q: String, ctx: Ctx| async move {
+    ///     ctx.annotate("tokens", 42);
+    ///     Ok::<_, std::io::Error>(format!("re: {q}"))
+    /// });
+    /// let state = ExecutionState::new();
+    /// state.call(&llm, "hi".to_owned()).await.unwrap();
+    /// let done = state.history().latest("answer#0").unwrap();
+    /// assert_eq!(done.metadata.as_ref().unwrap()["tokens"], 42);
+    /// # }
+    /// ```
+    pub fn annotate(&self, key: impl Into<String>, value: impl Into<Value>) {
+        self.node.annotate(key.into(), value.into());
+    }
+
+    /// Reports progress (a streamed token, a percentage) to whoever watches: sync subscribers
+    /// ([`Subscriber::on_progress`](crate::Subscriber::on_progress)) and streams made with
+    /// [`EventStream::with_progress`](crate::EventStream::with_progress), in order with the
+    /// records. Progress is not a record: it is not in the history, never stored and not
+    /// replayed. Readers that fall behind skip the oldest updates.
+    pub fn progress(&self, value: impl Into<Value>) {
+        let value = value.into();
+        self.state
+            .inner
+            .journal
+            .log
+            .push_progress(|after| crate::recording::progress::Progress {
+                address: self.node.address.clone(),
+                actor: Arc::clone(&self.actor),
+                kind: self.kind,
+                attempt: self.attempt,
+                after,
+                value,
+            });
+    }
+
     /// Publishes a log record under this call's address.
     pub fn log(&self, level: Severity, message: impl Into<String>) {
         self.state

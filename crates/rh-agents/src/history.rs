@@ -1,170 +1,99 @@
 //! The history: every record in order, plus the latest actor record per address.
 //!
-//! Appending and delivering to sync subscribers happen under one re-entrant lock, so every
-//! subscriber sees the history order, and a subscriber may itself read the history or log.
+//! The `Journal` ties the recording parts of a state together: the log (the sequencer), the
+//! delivery to sync subscribers and, for a durable state, the store writer (see
+//! `recording`).
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use parking_lot::ReentrantMutex;
-use rustc_hash::FxHashMap;
-
-use crate::actor::ActorKind;
 use crate::address::Address;
-use crate::bus::Bus;
+use crate::bus::Subscriber;
 use crate::event::{Event, EventStatus};
+use crate::recording::delivery::Delivery;
+use crate::recording::log::Log;
+use crate::recording::writer::Writer;
+use crate::recording::CommitMode;
 use crate::store::durable::Durable;
 
-#[derive(Debug, Default)]
-struct Records {
-    events: Vec<Arc<Event>>,
-    /// The latest actor record per address, brought up to date lazily by readers: keeping it
-    /// current on every append would put a hash-map insert on the hot path.
-    latest: FxHashMap<Address, usize>,
-    /// How many records `latest` covers.
-    indexed: usize,
-    /// Whether a delivery is under way on the thread holding the lock.
-    delivering: bool,
-    /// Records appended by a subscriber during a delivery, delivered after it in order (with
-    /// the number of calls running when each was made).
-    pending: VecDeque<(Arc<Event>, usize)>,
-}
-
-/// Clears the delivering flag (and any undelivered records) when a delivery ends.
-struct ResetDelivering<'a>(&'a RefCell<Records>);
-
-impl Drop for ResetDelivering<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut records) = self.0.try_borrow_mut() {
-            records.delivering = false;
-            records.pending.clear();
-        }
-    }
-}
-
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Journal {
-    records: ReentrantMutex<RefCell<Records>>,
-    /// Where records are saved as they are appended (a durable state's store).
-    sink: Option<Arc<Durable>>,
-    /// Calls begun and not yet finished. Raised when a call starts; lowered, under the lock,
-    /// with its final record, so each delivery can say how many calls were still running
-    /// (which is how a stream knows that every call has recorded how it ended).
-    active: AtomicUsize,
+    pub(crate) log: Arc<Log>,
+    pub(crate) delivery: Arc<Delivery>,
+    /// The store writer of a durable state.
+    pub(crate) writer: Option<Arc<Writer>>,
+    /// The spans of calls, when a tracing bridge is subscribed (the first one's).
+    pub(crate) spans: std::sync::OnceLock<Arc<crate::recording::CallSpans>>,
 }
 
 impl Journal {
-    /// A journal holding `restored` (records of a saved run, numbered 0, 1, 2, …), saving
-    /// new records to `sink`.
-    pub(crate) fn new(restored: Vec<Arc<Event>>, sink: Option<Arc<Durable>>) -> Self {
-        Self {
-            records: ReentrantMutex::new(RefCell::new(Records {
-                events: restored,
-                ..Records::default()
-            })),
-            sink,
-            active: AtomicUsize::new(0),
+    /// A journal holding `restored` (records of a saved run, numbered 0, 1, 2, …, already in
+    /// the store), delivering new records to `subscribers` and writing them through `durable`.
+    pub(crate) fn new(
+        restored: Vec<Arc<Event>>,
+        durable: Option<Arc<Durable>>,
+        mode: CommitMode,
+        capacity: usize,
+        subscribers: Vec<Arc<dyn Subscriber>>,
+    ) -> Self {
+        let written = restored.len() as u64;
+        let log = Arc::new(Log::new(restored, capacity, durable.is_some()));
+        let delivery = Arc::new(Delivery::new());
+        let journal = Self {
+            writer: durable.map(|d| Arc::new(Writer::new(d, mode, written, Arc::clone(&delivery)))),
+            log,
+            delivery,
+            spans: std::sync::OnceLock::new(),
+        };
+        for subscriber in subscribers {
+            journal.subscribe(subscriber);
         }
+        journal
     }
 
-    /// Numbers, stores and delivers one record.
-    ///
-    /// A subscriber may record events of its own while it is being given one (the lock is
-    /// re-entrant); those are stored at once but delivered only after the current delivery,
-    /// so every subscriber and stream sees the history order.
-    pub(crate) fn append(
+    /// Adds a sync subscriber, from the current end of the log.
+    pub(crate) fn subscribe(&self, subscriber: Arc<dyn Subscriber>) {
+        if let Some(spans) = subscriber.call_spans() {
+            let _ = self.spans.set(spans);
+        }
+        self.delivery.add(&self.log, subscriber, self.log.len());
+    }
+
+    /// The span of a call (or group, or task) starting at `address`, when a tracing bridge
+    /// is subscribed.
+    pub(crate) fn open_span(
         &self,
-        mut event: Event,
-        bus: &Bus,
-        finishes_call: bool,
-        publish: bool,
-    ) -> Arc<Event> {
-        let guard = self.records.lock();
-        let active = if finishes_call {
-            self.active.fetch_sub(1, Ordering::AcqRel).saturating_sub(1)
-        } else {
-            self.active.load(Ordering::Acquire)
-        };
-        let (event, deliver) = {
-            let mut records = guard.borrow_mut();
-            event.id = records.events.len() as u64;
-            let event = Arc::new(event);
-            records.events.push(Arc::clone(&event));
-            let deliver = if !publish {
-                false
-            } else if records.delivering {
-                records.pending.push_back((Arc::clone(&event), active));
-                false
-            } else {
-                records.delivering = true;
-                true
-            };
-            (event, deliver)
-        };
-        // Written to the store before anyone hears of it, in history order (the lock is held).
-        if let Some(sink) = &self.sink {
-            sink.write(&event);
-        }
-        if !deliver {
-            return event;
-        }
-        // Whatever happens during delivery (even a panic outside any subscriber), the flag is
-        // cleared: a stuck flag would stop every later record from being delivered.
-        let _reset = ResetDelivering(&guard);
-        let mut next = Some((Arc::clone(&event), active));
-        while let Some((current, active)) = next {
-            bus.dispatch(&current, active);
-            next = guard.borrow_mut().pending.pop_front();
-        }
+        address: &Address,
+        actor: &str,
+        kind: crate::ActorKind,
+    ) -> Option<tracing::Span> {
+        self.spans
+            .get()
+            .map(|spans| spans.open(address, actor, kind))
+    }
+
+    /// Numbers and appends one record (`finishes_call`: the call it ends stops counting as
+    /// running; `publish`: subscribers and streams are given it), and tells the writer.
+    pub(crate) fn append(&self, event: Event, finishes_call: bool, publish: bool) -> Arc<Event> {
+        let event = self.log.append(event, finishes_call, publish);
+        self.appended(&event);
         event
+    }
+
+    /// Tells the writer about a record appended to the log.
+    pub(crate) fn appended(&self, event: &Event) {
+        if let Some(writer) = &self.writer {
+            writer.appended(&self.log, event.id);
+        }
     }
 
     /// Counts a call as running.
     pub(crate) fn begin_call(&self) {
-        self.active.fetch_add(1, Ordering::AcqRel);
+        self.log.begin_call();
     }
 
     /// Counts a call as over without a final record (it was unwound by a panic).
     pub(crate) fn abandon_call(&self) {
-        let _guard = self.records.lock();
-        self.active.fetch_sub(1, Ordering::AcqRel);
-    }
-
-    /// Runs `f` holding the history, so that what `f` decides and records is ordered before
-    /// any other task's records.
-    pub(crate) fn hold<T>(&self, f: impl FnOnce() -> T) -> T {
-        let _guard = self.records.lock();
-        f()
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&Records) -> T) -> T {
-        let guard = self.records.lock();
-        let records = guard.borrow();
-        f(&records)
-    }
-
-    /// Like `with`, with the latest-per-address index brought up to date first.
-    fn with_index<T>(&self, f: impl FnOnce(&Records) -> T) -> T {
-        let guard = self.records.lock();
-        {
-            let mut records = guard.borrow_mut();
-            let Records {
-                events,
-                latest,
-                indexed,
-                ..
-            } = &mut *records;
-            for (index, event) in events.iter().enumerate().skip(*indexed) {
-                if event.kind != ActorKind::System && event.status != EventStatus::Log {
-                    latest.insert(event.address.clone(), index);
-                }
-            }
-            *indexed = events.len();
-        }
-        let records = guard.borrow();
-        f(&records)
+        self.log.abandon_call();
     }
 }
 
@@ -186,22 +115,23 @@ impl Journal {
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct History<'a> {
-    journal: &'a Journal,
+    log: &'a Log,
 }
 
 impl<'a> History<'a> {
     pub(crate) fn new(journal: &'a Journal) -> Self {
-        Self { journal }
+        Self { log: &journal.log }
     }
 
     /// Every record, in order.
     pub fn events(&self) -> Vec<Arc<Event>> {
-        self.journal.with(|r| r.events.clone())
+        self.log
+            .with(|r| r.entries.iter().map(|e| Arc::clone(&e.event)).collect())
     }
 
     /// How many records there are.
     pub fn len(&self) -> usize {
-        self.journal.with(|r| r.events.len())
+        self.log.len() as usize
     }
 
     /// Whether there are none.
@@ -212,24 +142,25 @@ impl<'a> History<'a> {
     /// The latest actor record at an address (logs and interrupt notices excluded).
     pub fn latest(&self, address: &str) -> Option<Arc<Event>> {
         let address = Address::parse(address);
-        self.journal.with_index(|r| {
+        self.log.with_index(|r| {
             r.latest
                 .get(&address)
-                .and_then(|&i| r.events.get(i).cloned())
+                .and_then(|&i| r.entries.get(i).map(|e| Arc::clone(&e.event)))
         })
     }
 
     /// The latest actor record of every address, in order of first appearance.
     pub fn latest_by_address(&self) -> Vec<Arc<Event>> {
-        self.journal.with_index(|r| {
+        self.log.with_index(|r| {
             let mut seen = std::collections::HashSet::new();
-            r.events
+            r.entries
                 .iter()
+                .map(|e| &e.event)
                 .filter(|e| r.latest.contains_key(&e.address) && seen.insert(&e.address))
                 .filter_map(|e| {
                     r.latest
                         .get(&e.address)
-                        .and_then(|&i| r.events.get(i).cloned())
+                        .and_then(|&i| r.entries.get(i).map(|e| Arc::clone(&e.event)))
                 })
                 .collect()
         })
@@ -237,11 +168,11 @@ impl<'a> History<'a> {
 
     /// Every record at one address, in order.
     pub fn at(&self, address: &str) -> Vec<Arc<Event>> {
-        self.journal.with(|r| {
-            r.events
+        self.log.with(|r| {
+            r.entries
                 .iter()
-                .filter(|e| e.address.as_str() == address)
-                .cloned()
+                .filter(|e| e.event.address.as_str() == address)
+                .map(|e| Arc::clone(&e.event))
                 .collect()
         })
     }

@@ -21,10 +21,13 @@
 //! - [`ExecutionState::request_interrupt`] stops the run; external
 //!   [`InterruptChecker`]s let another process do so.
 //! - [`store`] makes runs durable: [`ExecutionStateBuilder::start`] writes every record to a
-//!   [`store::StateStore`] (SQLite by default) as it is made, and
+//!   [`store::StateStore`] (SQLite by default), committed as its [`CommitMode`] says, and
 //!   [`ExecutionStateBuilder::resume`] continues a run, replaying what completed.
 //! - [`ExecutionState::history`], [`ExecutionState::subscribe`] and
-//!   [`ExecutionState::stream`] show what happened; [`observe`] has the console printer, the
+//!   [`ExecutionState::stream`] show what happened (each sync subscriber on a thread of its
+//!   own, so none can hold up the run; [`ExecutionState::subscribe_from`] resumes a stream
+//!   by record number; [`Ctx::progress`] and [`Ctx::annotate`] report from inside a call);
+//!   [`observe`] has the console printer, the
 //!   run summary, progress lines, JSON lines and (feature `tracing`) a `tracing` bridge.
 //!
 //! ```
@@ -81,6 +84,7 @@ pub mod interrupt;
 pub mod observe;
 mod panic;
 pub mod parallel;
+mod recording;
 pub mod retry;
 mod run;
 mod serde_time;
@@ -91,7 +95,7 @@ mod text;
 
 pub use actor::{Actor, ActorKind};
 pub use address::Address;
-pub use bus::{EventStream, Subscriber};
+pub use bus::{EventStream, Subscriber, UpdateStream};
 pub use call::Call;
 pub use context::Ctx;
 pub use error::{
@@ -103,6 +107,9 @@ pub use event::{
 };
 pub use history::History;
 pub use interrupt::{CheckOutcome, InterruptChecker, InterruptReason, InterruptSignal};
+#[doc(hidden)]
+pub use recording::CallSpans;
+pub use recording::{CommitMode, Progress, Update};
 pub use retry::{
     Backoff, FixedRandom, PolicyError, PolicySource, RandomSource, RetryConfig, RetryPolicy,
     RetryPolicyBuilder, SeededRandom, ThreadRandom,
@@ -112,4 +119,3 @@ pub use state::{
     DEFAULT_CHECK_TIMEOUT, DEFAULT_DETAIL_LIMIT, DEFAULT_GRACE_PERIOD,
 };
 pub use storage::{Storage, StorageError};
-pub use tokio_stream::StreamExt;

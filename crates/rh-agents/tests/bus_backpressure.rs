@@ -3,8 +3,9 @@
 //! and the skip is counted; the history stays complete.
 mod support;
 
-use rh_agents::{ExecutionState, InterruptReason, StreamExt};
+use rh_agents::{ExecutionState, InterruptReason};
 use support::{scripted, Step};
+use tokio_stream::StreamExt;
 
 #[tokio::test(start_paused = true)]
 async fn a_reader_behind_its_buffer_skips_the_oldest_events_and_counts_them() {

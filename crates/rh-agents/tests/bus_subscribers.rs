@@ -10,11 +10,12 @@ use std::time::Duration;
 
 use rh_agents::{
     Actor, ActorKind, BoxError, Ctx, Error, Event, EventStatus, ExecutionState, InterruptReason,
-    Severity, StreamExt, Subscriber,
+    Severity, Subscriber,
 };
 use serde_json::{json, Map, Value};
 use support::{collect, constant, scripted, statuses, with_status, Step};
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 
 use EventStatus::{Completed, Failed, Interrupted, Log, Retrying, Started};
 

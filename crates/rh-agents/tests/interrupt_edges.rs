@@ -11,11 +11,12 @@ use std::time::Duration;
 
 use rh_agents::{
     Actor, ActorKind, Ctx, Error, Event, EventStatus, ExecutionState, InterruptChecker,
-    InterruptReason, RetryPolicy, Severity, StreamExt,
+    InterruptReason, RetryPolicy, Severity,
 };
 use support::{constant, scripted, spawn_call, statuses, with_status, Step};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tokio_stream::StreamExt;
 
 use EventStatus::{Completed, Failed, Interrupted, Retrying, Started};
 

@@ -481,3 +481,37 @@ async fn concurrent_calls_on_many_threads_each_get_one_span() {
     assert_eq!(seen.events.len(), history.len());
     assert!(seen.spans.iter().all(|s| s.closed));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_runs_inside_its_call_span() {
+    let (state, seen, _guard) = traced();
+    let inner = Actor::tool("inner", |(): (), _ctx: Ctx| async move {
+        tracing::info!(said = "inner", "from the inner handler");
+        tokio::task::yield_now().await;
+        tracing::info!(said = "inner again", "after an await");
+        Ok::<_, std::io::Error>(())
+    });
+    let outer = Actor::agent("outer", move |(): (), ctx: Ctx| {
+        let inner = inner.clone();
+        async move {
+            tracing::info!(said = "outer", "from the agent's handler");
+            ctx.call(&inner, ()).await
+        }
+    });
+
+    state.call(&outer, ()).await.unwrap();
+
+    let seen = seen.lock().unwrap();
+    let outer = seen.span("outer#0");
+    let inner = seen.span("outer#0/inner#0");
+    assert_eq!(seen.spans[inner].parent, Some(outer));
+    let said_in = |span: usize| -> Vec<String> {
+        seen.events_in(span)
+            .iter()
+            .filter_map(|e| e.fields.get("said").map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(said_in(outer), ["outer"]);
+    assert_eq!(said_in(inner), ["inner", "inner again"]);
+    assert!(seen.spans[outer].closed && seen.spans[inner].closed);
+}

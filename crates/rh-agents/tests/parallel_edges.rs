@@ -102,7 +102,7 @@ async fn a_log_inside_a_task_carries_the_group_and_index() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_group_closes_its_records_and_lets_streams_end() {
-    use rh_agents::StreamExt;
+    use tokio_stream::StreamExt;
     let state = ExecutionState::new();
     let mut stream = state.stream();
     let mut group = state.group::<()>("slow");

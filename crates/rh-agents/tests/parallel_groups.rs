@@ -13,10 +13,11 @@ use std::time::Duration;
 use rh_agents::parallel::GroupStatus;
 use rh_agents::{
     ActorKind, Ctx, ErrorKind, EventStatus, ExecutionState, GroupRef, InterruptReason,
-    InterruptSignal, RetryPolicy, StreamExt,
+    InterruptSignal, RetryPolicy,
 };
 use support::{collect, scripted, statuses, with_status, Step};
 use tokio::time::Instant;
+use tokio_stream::StreamExt;
 
 use EventStatus::{Completed, Failed, Interrupted, Retrying, Started};
 

@@ -14,6 +14,9 @@
 //! - The parent resumes the run in-process (`ReplayMode::Normal`): steps completed before the
 //!   kill are replayed (RECOVERED) without running, the others run once, every result is
 //!   right, and the finished run is saved `completed`.
+//! - In `CommitMode::Sync` (the default), every step whose result the child's pipeline got
+//!   (it notes each in a file) is stored as completed. The same crash runs with the child in
+//!   `CommitMode::batched()`, where only the rest holds: nothing committed is lost, no gap.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -26,15 +29,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rh_agents::store::{ReplayMode, RunStatus, Snapshot, SqliteStore, StateStore, StoreError};
-use rh_agents::{Actor, ActorKind, Ctx, Event, EventStatus, ExecutionState, RetryPolicy};
+use rh_agents::{
+    Actor, ActorKind, CommitMode, Ctx, Event, EventStatus, ExecutionState, RetryPolicy,
+};
 use serde_json::json;
 
 use EventStatus::{Completed, Failed, Log, Recovered, Retrying, Started};
 
 /// The environment variable that makes this test the child; its value is the database path.
 const CHILD_ENV: &str = "RH_AGENTS_CRASH_CHILD";
-/// This test's name, for the child's `--exact` filter.
+/// The environment variable that runs the child in `CommitMode::batched()` when set.
+const BATCHED_ENV: &str = "RH_AGENTS_CRASH_BATCHED";
+/// The tests' names, for the child's `--exact` filter.
 const TEST_NAME: &str = "sigkill_midway_then_resume_loses_nothing";
+const BATCHED_TEST_NAME: &str = "sigkill_midway_in_batched_mode_loses_nothing_committed";
 /// The run's fixed id.
 const RUN_ID: &str = "crash-run";
 /// How many sequential steps the pipeline has.
@@ -117,11 +125,30 @@ fn completed_steps(events: &[Event]) -> BTreeSet<u32> {
 /// The child: the pipeline, durable, never finished.
 fn child(db: &Path) {
     let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(db).unwrap());
-    let state = ExecutionState::builder().id(RUN_ID).start(store).unwrap();
+    let mode = if std::env::var_os(BATCHED_ENV).is_some() {
+        CommitMode::batched()
+    } else {
+        CommitMode::Sync
+    };
+    let state = ExecutionState::builder()
+        .id(RUN_ID)
+        .commit_mode(mode)
+        .start(store)
+        .unwrap();
     let step = step_actor(counters(), true);
+    // Each step whose result the pipeline got is noted in a file the parent reads after the
+    // kill (written and flushed before the next step starts).
+    let mut returned = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(db.with_extension("returned"))
+        .unwrap();
     runtime().block_on(async {
         for i in 0..STEPS {
             assert_eq!(state.call(&step, i).await.unwrap(), i);
+            use std::io::Write as _;
+            writeln!(returned, "{i}").unwrap();
+            returned.flush().unwrap();
         }
     });
     // The parent kills it before this ends; a parent that died leaves it to exit on its own.
@@ -182,17 +209,42 @@ fn sigkill_midway_then_resume_loses_nothing() {
         child(Path::new(&db));
         return;
     }
+    crash_and_resume(TEST_NAME, false);
+}
 
+/// The same crash with the child committing in batches (`CommitMode::batched()`). What its
+/// documentation promises: nothing committed is lost and the stored history has no gap; the
+/// steps whose completion was not committed yet run again on resume (here: every step not
+/// completed in the store runs once, every one completed there is replayed).
+#[test]
+fn sigkill_midway_in_batched_mode_loses_nothing_committed() {
+    if let Some(db) = std::env::var_os(CHILD_ENV) {
+        child(Path::new(&db));
+        return;
+    }
+    crash_and_resume(BATCHED_TEST_NAME, true);
+}
+
+/// Runs the pipeline in a child process (this test binary again, running `test_name`),
+/// kills it midway with SIGKILL, checks the store and resumes.
+fn crash_and_resume(test_name: &str, batched: bool) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("state.db");
     // The parent's own connection, opened first (it creates the tables).
     let reader = SqliteStore::open(&db).unwrap();
 
     let out = dir.path().join("child");
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, &db);
+    if batched {
+        command.env(BATCHED_ENV, "1");
+    } else {
+        command.env_remove(BATCHED_ENV);
+    }
     let mut child = ChildProcess {
-        child: Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &db)
+        child: command
             .stdin(Stdio::null())
             .stdout(File::create(out.with_extension("out")).unwrap())
             .stderr(File::create(out.with_extension("err")).unwrap())
@@ -269,6 +321,23 @@ fn sigkill_midway_then_resume_loses_nothing() {
     );
     // The killed writer's lock was released by the system.
     assert!(!reader.is_writing(RUN_ID).unwrap());
+
+    // In sync mode, every step whose result the pipeline got is completed in the store: a
+    // resume runs none of them again. (Batched mode promises no such thing.)
+    let returned: BTreeSet<u32> = std::fs::read_to_string(db.with_extension("returned"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert!(returned.len() >= KILL_AFTER.saturating_sub(1) || batched);
+    if !batched {
+        let stored = completed_steps(&after.events);
+        let lost: Vec<&u32> = returned.difference(&stored).collect();
+        assert!(
+            lost.is_empty(),
+            "steps {lost:?} returned their result in the child but are not stored as completed"
+        );
+    }
 
     // The stored history is exactly the pipeline's, cut at the kill: completed steps
     // 0..done, then (perhaps) the beginning of the next one, such as a dangling STARTED.

@@ -15,7 +15,7 @@ use rh_agents::store::{
 };
 use rh_agents::{
     Actor, ActorKind, Address, Ctx, Error, Event, EventStatus, ExecutionState, InterruptReason,
-    InterruptSignal, Severity, StreamExt,
+    InterruptSignal, Severity,
 };
 use serde_json::json;
 use support::store::{
@@ -23,6 +23,7 @@ use support::store::{
 };
 use support::{constant, scripted, spawn_call, Step};
 use tokio::time::Instant;
+use tokio_stream::StreamExt;
 
 use EventStatus::{Completed, Interrupted, Log, Recovered, Started};
 

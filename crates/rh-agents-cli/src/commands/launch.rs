@@ -267,7 +267,7 @@ fn execute(
         };
         let saved = state.set_status(status);
         let exit = match outcome {
-            Ok(outcome) => report(store, &state, &outcome, printer.as_deref()),
+            Ok(outcome) => report_in_time(store, &state, outcome, printer),
             Err(e) => {
                 line(To::Stderr, &format!("error: {e}"));
                 Exit::Internal
@@ -309,6 +309,49 @@ fn stopped_by_store(state: &ExecutionState) -> bool {
     state.interrupt_signal().is_some_and(|signal| {
         signal.triggered_by.as_deref() == Some(rh_agents::store::StoreError::STOPPED_THE_RUN)
     })
+}
+
+/// How long the end of a run waits for its summary to be written. Stdout may be a full pipe
+/// nobody reads: the process must still exit (Ctrl-C must work), without the summary then.
+const REPORT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// [`report`] on a thread of its own, waited for at most [`REPORT_PATIENCE`]; returns the
+/// exit code either way.
+fn report_in_time(
+    store: &StoreArg,
+    state: &ExecutionState,
+    outcome: RunOutcome,
+    printer: Option<Arc<Printer<std::io::Stdout>>>,
+) -> Exit {
+    let exit = outcome.exit();
+    let (done, reported) = std::sync::mpsc::channel();
+    let (store, state) = (store.clone(), state.clone());
+    let spawned = std::thread::Builder::new()
+        .name("rh-agents-report".to_owned())
+        .spawn(move || {
+            let exit = report(&store, &state, &outcome, printer.as_deref());
+            // Let go of the state before saying so: the last clone dropped writes the run's
+            // last records and releases its lock, which must not happen on a thread the
+            // process may not wait for.
+            drop(state);
+            let _ = done.send(exit);
+        });
+    match spawned {
+        Ok(_) => match reported.recv_timeout(REPORT_PATIENCE) {
+            Ok(exit) => exit,
+            Err(_) => {
+                line(
+                    To::Stderr,
+                    "warning: stdout is not being read; the run's summary was not printed",
+                );
+                exit
+            }
+        },
+        Err(e) => {
+            line(To::Stderr, &format!("error: cannot print the summary: {e}"));
+            exit
+        }
+    }
 }
 
 /// Prints the summary, how the run ended, its id and (when it stopped early) how to resume;

@@ -21,15 +21,14 @@
 //!
 //! Use one bridge per state: addresses are unique within a state only.
 
-use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
-use parking_lot::Mutex;
 use tracing::{Level, Span};
 
-use crate::address::Address;
 use crate::bus::{is_interrupt_notice, Subscriber};
 use crate::event::{Event, EventStatus, Severity};
+use crate::recording::spans::{new_span, CallSpans};
 use crate::BoxError;
 
 /// A [`Subscriber`] that turns calls into `tracing` spans and records into `tracing` events.
@@ -61,8 +60,9 @@ use crate::BoxError;
 /// ```
 #[derive(Default)]
 pub struct TracingBridge {
-    /// The spans of the calls that have not ended, by address.
-    spans: Mutex<HashMap<Address, Span>>,
+    /// The spans of the calls that have not ended, by address (shared with the runtime,
+    /// which opens them as calls start).
+    spans: Arc<CallSpans>,
 }
 
 impl TracingBridge {
@@ -87,26 +87,7 @@ impl TracingBridge {
         } else if let Some(span) = spans.get(&event.address) {
             return span.clone();
         }
-        let parent = event
-            .address
-            .parent()
-            .filter(|parent| !parent.is_root())
-            .and_then(|parent| spans.get(&parent));
-        let span = match parent {
-            Some(parent) => tracing::info_span!(
-                parent: parent,
-                "rh_agents.call",
-                actor = %event.actor,
-                kind = %event.kind,
-                address = %event.address,
-            ),
-            None => tracing::info_span!(
-                "rh_agents.call",
-                actor = %event.actor,
-                kind = %event.kind,
-                address = %event.address,
-            ),
-        };
+        let span = new_span(&spans, &event.address, &event.actor, event.kind);
         if !ends {
             spans.insert(event.address.clone(), span.clone());
         }
@@ -144,6 +125,10 @@ impl Subscriber for TracingBridge {
         let span = self.track(event);
         emit(&span, event);
         Ok(())
+    }
+
+    fn call_spans(&self) -> Option<Arc<CallSpans>> {
+        Some(Arc::clone(&self.spans))
     }
 }
 

@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_core::Stream;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_stream::Stream;
 
 use super::breaker::{CircuitBreaker, Permit};
 use super::record::{GroupOutcome, GroupRecord, GroupStatus, TaskError};
@@ -500,6 +500,9 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
         state.inner.orphans.drain().await;
         open.closed = true;
         group.end(&record, stop.as_ref());
+        // The group's outcome is reported only once its records have reached the store (in
+        // sync commit mode) and the subscribers that keep up.
+        state.settle(true).await;
         record
     }
 }
@@ -622,6 +625,12 @@ impl Records<'_> {
         metadata.insert("max_workers".to_owned(), workers.into());
         metadata.insert("strategy".to_owned(), strategy.into());
         event.metadata = Some(Arc::new(metadata));
+        // Its span, for the spans of its tasks (with a tracing bridge subscribed).
+        let _ = self
+            .state
+            .inner
+            .journal
+            .open_span(self.address, self.name, ActorKind::Group);
         self.state.inner.journal.begin_call();
         self.state.record(event);
     }
@@ -677,6 +686,12 @@ impl Records<'_> {
 
     /// A task begins: it counts as running until its final record.
     fn task_started(&self, name: &Arc<str>, task: &GroupRef, address: &Address) {
+        // Its span, for the spans of the calls it makes (with a tracing bridge subscribed).
+        let _ = self
+            .state
+            .inner
+            .journal
+            .open_span(address, name, ActorKind::Task);
         self.state.inner.journal.begin_call();
         self.state
             .record(self.task_event(name, task, address, EventStatus::Started));

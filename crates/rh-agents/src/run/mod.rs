@@ -45,6 +45,8 @@ struct Recorder<'a> {
     group: Option<Arc<GroupRef>>,
     /// The recorded completion to compare the result with (validation replay).
     expected: Option<Arc<Event>>,
+    /// The call's node: its children's addresses, and the annotations of its handler.
+    node: Arc<Node>,
 }
 
 impl Recorder<'_> {
@@ -57,6 +59,13 @@ impl Recorder<'_> {
     fn finish(&self, status: EventStatus, attempt: u32, fill: impl FnOnce(&mut Event)) {
         let mut event = self.event(status, attempt, fill);
         event.is_final = true;
+        // What the handler annotated goes into the final record's metadata, over the call's
+        // own metadata under the same key (the handler's word is the later one).
+        if let Some(annotations) = self.node.take_annotations() {
+            let mut metadata = event.metadata.as_deref().cloned().unwrap_or_default();
+            metadata.extend(annotations);
+            event.metadata = Some(Arc::new(metadata));
+        }
         self.state.record_final(event);
     }
 
@@ -268,7 +277,9 @@ where
             // After an interrupt nothing is replayed either: the call takes the normal path,
             // which records how the interrupt stopped it, like every other call.
             if !replay.validates() && !state.is_interrupted() {
-                return replay::recorded(state, &address, actor, recorded, group.as_deref());
+                let replayed = replay::recorded(state, &address, actor, recorded, group.as_deref());
+                state.settle(true).await;
+                return replayed;
             }
             expected = Some(Arc::clone(recorded));
         }
@@ -278,6 +289,7 @@ where
             .inner
             .retry
             .resolve(retry.as_deref(), actor.retry.as_ref(), actor.kind);
+    let address_of_node = address.clone();
     let rec = Recorder {
         state,
         address,
@@ -289,6 +301,7 @@ where
         source,
         group,
         expected,
+        node: Arc::new(Node::new(address_of_node)),
     };
     state.inner.journal.begin_call();
     let guard = Unfinished {
@@ -296,8 +309,23 @@ where
         attempt: AtomicU32::new(0),
         armed: AtomicBool::new(true),
     };
-    let result = attempts(&rec, &guard, actor, &input, policy).await;
+    let result = match state
+        .inner
+        .journal
+        .open_span(&rec.address, &actor.name, actor.kind)
+    {
+        // The handler runs inside its call's span (a tracing bridge is subscribed). Boxed:
+        // the span is not part of every call's future.
+        Some(span) => {
+            use tracing::Instrument as _;
+            Box::pin(attempts(&rec, &guard, actor, &input, policy).instrument(span)).await
+        }
+        None => attempts(&rec, &guard, actor, &input, policy).await,
+    };
     guard.disarm();
+    // The result is reported once the records that say so are committed (sync commit mode)
+    // and delivered to the subscribers that keep up; an interrupt ends the wait at once.
+    state.settle(true).await;
     result
 }
 
@@ -313,7 +341,7 @@ where
     O: Serialize + DeserializeOwned + Send + 'static,
 {
     let state = rec.state;
-    let node = Arc::new(Node::new(rec.address.clone()));
+    let node = &rec.node;
 
     if let Some(signal) = state.check_now().await {
         return Err(rec.interrupted(signal, 0, 0, "before preconditions", None));
@@ -363,10 +391,14 @@ where
                 e.retry.original_error = Some(Arc::clone(error));
             }
         });
+        // The handler runs once the store knows the attempt began (sync commit mode: no work
+        // goes on that a resume could not know about) and the subscribers that keep up have
+        // seen it (one may interrupt the run on it).
+        state.settle(true).await;
         let started = Instant::now();
         let ctx = Ctx {
             state: state.clone(),
-            node: Arc::clone(&node),
+            node: Arc::clone(node),
             actor: Arc::clone(&actor.name),
             kind: actor.kind,
             attempt,
@@ -469,6 +501,8 @@ where
             e.retry.delay = Some(delay);
             e.retry.original_error = Some(Arc::clone(&message));
         });
+        // The next attempt starts only once the store knows about this one (sync commit mode).
+        state.settle(true).await;
         if let Err(signal) = state.interruptible_sleep(delay).await {
             return Err(rec.interrupted(
                 signal,

@@ -11,11 +11,12 @@ use super::persist::RunRecord;
 use super::{ExecutionState, Settings, StateInner};
 use crate::actor::ActorKind;
 use crate::address::{Address, Node};
-use crate::bus::{Bus, Subscriber};
+use crate::bus::Subscriber;
 use crate::event::Event;
 use crate::history::Journal;
 use crate::interrupt::wait::Interrupts;
 use crate::interrupt::InterruptChecker;
+use crate::recording::CommitMode;
 use crate::retry::{RandomSource, RetryConfig, RetryPolicy, ThreadRandom};
 use crate::storage::Storage;
 use crate::store::durable::Durable;
@@ -48,6 +49,7 @@ pub struct ExecutionStateBuilder {
     bus_capacity: usize,
     random: Arc<dyn RandomSource>,
     metadata: RunMetadata,
+    commit_mode: CommitMode,
 }
 
 impl std::fmt::Debug for ExecutionStateBuilder {
@@ -78,6 +80,7 @@ impl Default for ExecutionStateBuilder {
             bus_capacity: DEFAULT_BUS_CAPACITY,
             random: Arc::new(ThreadRandom),
             metadata: RunMetadata::default(),
+            commit_mode: CommitMode::default(),
         }
     }
 }
@@ -165,6 +168,14 @@ impl ExecutionStateBuilder {
     /// snapshots and stores).
     pub fn metadata(mut self, metadata: RunMetadata) -> Self {
         self.metadata = metadata;
+        self
+    }
+
+    /// When a durable state ([`start`](Self::start), [`resume`](Self::resume)) commits its
+    /// records to the store: [`CommitMode::Sync`] (the default) or
+    /// [`CommitMode::Batched`], with the loss window that mode documents.
+    pub fn commit_mode(mut self, mode: CommitMode) -> Self {
+        self.commit_mode = mode;
         self
     }
 
@@ -279,11 +290,16 @@ impl ExecutionStateBuilder {
         restored: Restored,
         durable: Option<Arc<Durable>>,
     ) -> ExecutionState {
-        ExecutionState {
+        let state = ExecutionState {
             inner: Arc::new(StateInner {
                 id,
-                journal: Journal::new(restored.events, durable.clone()),
-                bus: Bus::new(self.bus_capacity, self.subscribers),
+                journal: Journal::new(
+                    restored.events,
+                    durable.clone(),
+                    self.commit_mode,
+                    self.bus_capacity,
+                    self.subscribers,
+                ),
                 storage: Storage::restore(restored.storage, durable.clone()),
                 retry: self.retry,
                 interrupts: Interrupts::new(self.checkers, self.check_interval, self.check_timeout),
@@ -299,7 +315,9 @@ impl ExecutionStateBuilder {
                 durable,
                 replay: restored.replay,
             }),
-        }
+        };
+        state.stop_on_store_failure();
+        state
     }
 }
 

@@ -17,7 +17,7 @@ pub use builder::{
 
 use crate::actor::{Actor, ActorKind};
 use crate::address::{Address, Node};
-use crate::bus::{Bus, EventStream, Subscriber};
+use crate::bus::{EventStream, Subscriber};
 use crate::call::Call;
 use crate::error::Error;
 use crate::event::{Event, EventStatus, GroupRef, Severity};
@@ -25,6 +25,9 @@ use crate::history::{History, Journal};
 use crate::interrupt::wait::Interrupts;
 use crate::interrupt::{InterruptChecker, InterruptReason, InterruptSignal};
 use crate::panic::CatchUnwind;
+use crate::recording::log::on_consumer_thread;
+use crate::recording::reader::{Next, Reader};
+use crate::recording::writer::Writer;
 use crate::retry::{RandomSource, RetryConfig};
 use crate::storage::Storage;
 use crate::store::durable::Durable;
@@ -42,7 +45,6 @@ pub(crate) struct Settings {
 pub(crate) struct StateInner {
     pub(crate) id: String,
     pub(crate) journal: Journal,
-    pub(crate) bus: Bus,
     pub(crate) storage: Storage,
     pub(crate) retry: RetryConfig,
     pub(crate) interrupts: Interrupts,
@@ -58,6 +60,28 @@ pub(crate) struct StateInner {
     pub(crate) durable: Option<Arc<Durable>>,
     /// What a resumed state replays.
     pub(crate) replay: Option<Replay>,
+}
+
+impl Drop for StateInner {
+    /// Writes what is left to the store and lets go of the run, then ends the readers and
+    /// gives the sync subscribers that keep up the last records (boundedly).
+    fn drop(&mut self) {
+        let journal = &self.journal;
+        if let Some(writer) = &journal.writer {
+            writer.close(&journal.log);
+            writer.durable.release();
+        }
+        journal.log.close();
+        if !on_consumer_thread() {
+            journal.delivery.wait(
+                &journal.log,
+                journal.log.len(),
+                &self.interrupts.token,
+                None,
+                true,
+            );
+        }
+    }
 }
 
 /// One run of a pipeline: where actors are called and everything they do is recorded.
@@ -127,15 +151,16 @@ impl ExecutionState {
         &self.inner.retry
     }
 
-    /// Adds a sync subscriber; it sees events recorded from now on.
+    /// Adds a sync subscriber; it sees events recorded from now on, on a thread of its own
+    /// (see [`bus`](crate::Subscriber) for the delivery policy).
     pub fn subscribe(&self, subscriber: impl Subscriber) {
-        self.inner.bus.add(Arc::new(subscriber));
+        self.inner.journal.subscribe(Arc::new(subscriber));
     }
 
     /// Adds an async subscriber, run on its own task: `f` is awaited for each event in order.
     /// A callback that fails or panics is counted and logged, never propagated, and delivery
-    /// goes on. The task ends when the
-    /// state is dropped (or when the returned handle is aborted).
+    /// goes on. The task ends when the state is dropped (or when the returned handle is
+    /// aborted).
     ///
     /// # Errors
     ///
@@ -149,31 +174,26 @@ impl ExecutionState {
         let handle = tokio::runtime::Handle::try_current().map_err(|_| {
             Error::runtime("subscribe_async needs a Tokio runtime: call it from async code")
         })?;
-        let mut rx = self.inner.bus.receiver();
-        let failures = self.inner.bus.failure_counter();
+        let log = &self.inner.journal.log;
+        let mut reader = Reader::new(Arc::clone(log), log.len(), false);
+        let failures = self.inner.journal.delivery.failure_counter();
         Ok(handle.spawn(async move {
-            use tokio::sync::broadcast::error::RecvError;
-            loop {
-                match rx.recv().await {
-                    Ok((event, _)) => {
-                        // A panicking callback is a failure like an error: counted, logged,
-                        // and delivery goes on.
-                        let outcome = match crate::panic::catch(|| f(event)) {
-                            Ok(fut) => CatchUnwind(Box::pin(fut))
-                                .await
-                                .map_err(|panic| panic.to_string())
-                                .and_then(|r| r.map_err(|e| e.to_string())),
-                            Err(panic) => Err(panic.to_string()),
-                        };
-                        if let Err(failure) = outcome {
-                            failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            tracing::warn!(%failure, "async event subscriber failed");
-                        }
-                    }
-                    Err(RecvError::Lagged(n)) => {
-                        tracing::warn!(skipped = n, "async event subscriber fell behind");
-                    }
-                    Err(RecvError::Closed) => break,
+            while let Some(next) = std::future::poll_fn(|cx| reader.poll(cx)).await {
+                let Next::Record(entry) = next else {
+                    continue;
+                };
+                // A panicking callback is a failure like an error: counted, logged, and
+                // delivery goes on.
+                let outcome = match crate::panic::catch(|| f(entry.event)) {
+                    Ok(fut) => CatchUnwind(Box::pin(fut))
+                        .await
+                        .map_err(|panic| panic.to_string())
+                        .and_then(|r| r.map_err(|e| e.to_string())),
+                    Err(panic) => Err(panic.to_string()),
+                };
+                if let Err(failure) = outcome {
+                    failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(%failure, "async event subscriber failed");
                 }
             }
         }))
@@ -182,45 +202,92 @@ impl ExecutionState {
     /// A stream of the events recorded from now on. It ends once the run is interrupted and
     /// every running call has recorded how it ended (see [`EventStream`]).
     pub fn stream(&self) -> EventStream {
-        EventStream::new(self.inner.bus.receiver())
+        let log = &self.inner.journal.log;
+        EventStream::new(Reader::new(Arc::clone(log), log.len(), false))
+    }
+
+    /// A stream of the records from number `seq` on (the record ids: `0` is the first), then
+    /// of the live ones as they are made: nothing missed, nothing twice. What a client that
+    /// reconnects needs (an SSE client's `Last-Event-ID` + 1). The records before the stream
+    /// was made are all given, however many; after them, the stream falls behind and skips
+    /// like any other (see [`EventStream`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use rh_agents::{ExecutionState, Severity};
+    /// use tokio_stream::StreamExt;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let state = ExecutionState::new();
+    /// state.log(Severity::Info, "zero");
+    /// state.log(Severity::Info, "one");
+    /// let mut stream = state.subscribe_from(1);
+    /// state.log(Severity::Info, "two");
+    /// assert_eq!(stream.next().await.unwrap().id, 1);
+    /// assert_eq!(stream.next().await.unwrap().id, 2);
+    /// # }
+    /// ```
+    pub fn subscribe_from(&self, seq: u64) -> EventStream {
+        EventStream::new(Reader::new(Arc::clone(&self.inner.journal.log), seq, false))
     }
 
     /// How many times a subscriber failed (returned an error or panicked).
     pub fn subscriber_failures(&self) -> u64 {
-        self.inner.bus.failures()
+        self.inner.journal.delivery.failures()
     }
 
     /// Asks the run to stop. Every wait (backoff, precondition, running handler) wakes
     /// at once. The first signal wins: it is published once as an interrupt record
     /// (kind `system`, status `interrupted`) and later requests return `false`.
+    ///
+    /// The run stops before this returns; the return itself waits until a durable state's
+    /// store has the notice and the status `interrupted`, and the sync subscribers that keep
+    /// up have seen the notice — boundedly: a store or subscriber stuck on one call for 50 ms
+    /// is not waited for, and nothing for longer than a second.
     pub fn request_interrupt(&self, signal: impl Into<InterruptSignal>) -> bool {
         let signal = signal.into();
         let interrupts = &self.inner.interrupts;
-        // Deciding and publishing under the history lock: a call that sees the signal and
-        // records its INTERRUPTED waits for the lock, so the notice always comes first.
-        let first = self.inner.journal.hold(|| {
-            if !interrupts.set(signal.clone()) {
-                return false;
-            }
-            let mut event = Event::new(
-                Address::root(),
-                Arc::from("interrupt"),
-                ActorKind::System,
-                EventStatus::Interrupted,
-            );
-            event.message = Some(Arc::from(signal.to_string()));
-            event.interrupt = Some(Box::new(signal));
-            self.record(event);
-            // Saved before any call hears of the interrupt, so the caller's error never
-            // arrives before the checkpoint (with or without `save_checkpoint`: a durable
-            // state has saved every record already).
-            self.save_status(crate::store::RunStatus::Interrupted);
-            true
-        });
-        if first {
-            interrupts.token.cancel();
+        if interrupts.current().is_some() {
+            return false;
         }
-        first
+        // Built before the critical section, which only decides, numbers and signals.
+        let mut event = Event::new(
+            Address::root(),
+            Arc::from("interrupt"),
+            ActorKind::System,
+            EventStatus::Interrupted,
+        );
+        event.message = Some(Arc::from(signal.to_string()));
+        event.interrupt = Some(Box::new(signal.clone()));
+        let journal = &self.inner.journal;
+        // The signal is set, the notice numbered and the token cancelled in one critical
+        // section: a call that wakes and records its INTERRUPTED is numbered after the notice.
+        let Some(notice) = journal.log.append_with(
+            event,
+            || interrupts.set(signal),
+            || interrupts.token.cancel(),
+        ) else {
+            return false;
+        };
+        journal.appended(&notice);
+        // Queued for the writer, after the notice: no store I/O here.
+        self.save_status(crate::store::RunStatus::Interrupted);
+        // Waiters for delivery or commit stop waiting.
+        journal.delivery.notify();
+        // The store takes the notice and the status, and the subscribers are given the notice,
+        // before this returns — boundedly: a stuck store or subscriber is not waited for, and
+        // a subscriber's own thread never waits (it would wait for itself).
+        if !on_consumer_thread() {
+            journal.delivery.wait(
+                &journal.log,
+                journal.log.len(),
+                &interrupts.token,
+                journal.writer.as_deref(),
+                false,
+            );
+        }
+        true
     }
 
     /// The interrupt signal, once one was requested.
@@ -306,9 +373,11 @@ impl ExecutionState {
         }
     }
 
-    /// Publishes a log record at the root address.
+    /// Publishes a log record at the root address. In [`CommitMode::Sync`](crate::CommitMode)
+    /// it is committed, and given to the subscribers that keep up, before this returns.
     pub fn log(&self, level: Severity, message: impl Into<String>) {
         self.log_at(LogSite::root(), level, message.into(), None);
+        self.settle_now();
     }
 
     /// Publishes a log record with metadata at the root address.
@@ -319,6 +388,7 @@ impl ExecutionState {
         metadata: Map<String, Value>,
     ) {
         self.log_at(LogSite::root(), level, message.into(), Some(metadata));
+        self.settle_now();
     }
 
     pub(crate) fn log_at(
@@ -344,39 +414,137 @@ impl ExecutionState {
         self.record(event);
     }
 
-    /// Appends a record to the history and delivers it.
+    /// Appends a record to the history (subscribers, streams and the store writer read it
+    /// from there).
     pub(crate) fn record(&self, event: Event) -> Arc<Event> {
-        let event = self
-            .inner
-            .journal
-            .append(event, &self.inner.bus, false, true);
+        let event = self.inner.journal.append(event, false, true);
         self.check_store();
         event
     }
 
     /// Appends a call's final record (the call stops counting as running).
     pub(crate) fn record_final(&self, event: Event) -> Arc<Event> {
-        let event = self
-            .inner
-            .journal
-            .append(event, &self.inner.bus, true, true);
+        let event = self.inner.journal.append(event, true, true);
         self.check_store();
         event
     }
 
     /// Appends a replayed record, published only when the replay mode asks for it.
     pub(crate) fn record_replayed(&self, event: Event, publish: bool) -> Arc<Event> {
-        let event = self
-            .inner
-            .journal
-            .append(event, &self.inner.bus, false, publish);
+        let event = self.inner.journal.append(event, false, publish);
         self.check_store();
         event
     }
 
+    /// Waits until what was recorded so far has reached those who must have it before a call
+    /// goes on: the sync subscribers that keep up and, with `commit` in
+    /// [`CommitMode::Sync`](crate::CommitMode::Sync), the store. Costs two atomic loads when
+    /// there is neither. The wait ends at once on an interrupt.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: the delivery and the commit go on without the waiter.
+    pub(crate) async fn settle(&self, commit: bool) {
+        let journal = &self.inner.journal;
+        let writer = journal
+            .writer
+            .as_ref()
+            .filter(|w| commit && w.mode() == crate::CommitMode::Sync);
+        if writer.is_none() && !journal.delivery.has_workers() {
+            return;
+        }
+        let target = journal.log.len();
+        if writer.is_none_or(|w| w.settled(target, false))
+            && journal.delivery.settled(&journal.log, target)
+        {
+            return;
+        }
+        if on_consumer_thread() {
+            return;
+        }
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // Boxed: only calls that really wait need the wait's state.
+        Box::pin(self.settle_slow(handle, target, writer.cloned())).await;
+    }
+
+    async fn settle_slow(
+        &self,
+        handle: tokio::runtime::Handle,
+        target: u64,
+        writer: Option<Arc<Writer>>,
+    ) {
+        let token = &self.inner.interrupts.token;
+        let journal = &self.inner.journal;
+        // On the blocking pool: the commit is store I/O, and the delivery wait blocks on a
+        // condition variable. (In a paused-time test, the runtime also does not jump its clock
+        // ahead while a blocking job runs, so delivery takes no virtual time, as it should.)
+        if !token.is_cancelled() {
+            let (log, delivery, job_token) = (
+                Arc::clone(&journal.log),
+                Arc::clone(&journal.delivery),
+                token.clone(),
+            );
+            let job_writer = writer.clone();
+            let mut job = handle.spawn_blocking(move || {
+                if let Some(writer) = &job_writer {
+                    // A failure is noted by the writer, which stops the run.
+                    let _ = writer.flush(&log, target);
+                }
+                delivery.wait(&log, target, &job_token, job_writer.as_deref(), false);
+            });
+            tokio::select! {
+                biased;
+                _ = &mut job => return,
+                () = token.cancelled() => {}
+            }
+        }
+        // Interrupted: the commit may be stuck in the store, and an interrupt waits for
+        // nothing that is stuck. A flush is queued (it may take what the stuck one could
+        // not), and the wait is the brief one of an interrupted run.
+        if let Some(writer) = &writer {
+            writer.schedule(&journal.log);
+        }
+        let (log, delivery, token) = (
+            Arc::clone(&journal.log),
+            Arc::clone(&journal.delivery),
+            token.clone(),
+        );
+        let _ = handle
+            .spawn_blocking(move || {
+                delivery.wait(&log, target, &token, writer.as_deref(), false);
+            })
+            .await;
+    }
+
+    /// After a root log record in sync commit mode: commits it and hands it to the
+    /// subscribers that keep up before `log` returns, on the caller's thread.
+    fn settle_now(&self) {
+        let journal = &self.inner.journal;
+        let writer = journal
+            .writer
+            .as_ref()
+            .filter(|w| w.mode() == crate::CommitMode::Sync);
+        if (writer.is_none() && !journal.delivery.has_workers()) || on_consumer_thread() {
+            return;
+        }
+        let target = journal.log.len();
+        if let Some(writer) = writer {
+            let _ = writer.flush(&journal.log, target);
+        }
+        journal.delivery.wait(
+            &journal.log,
+            target,
+            &self.inner.interrupts.token,
+            writer.map(|w| &**w),
+            false,
+        );
+    }
+
     /// Stops the run when its store failed to save something: going on would do work that a
     /// resume could not know about.
-    fn check_store(&self) {
+    pub(crate) fn check_store(&self) {
         let Some(durable) = &self.inner.durable else {
             return;
         };

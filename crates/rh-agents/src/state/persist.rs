@@ -102,18 +102,18 @@ impl ExecutionState {
     /// The store's failure.
     pub fn set_status(&self, status: RunStatus) -> Result<(), StoreError> {
         *self.inner.run.status.lock() = status;
-        match &self.inner.durable {
-            Some(durable) => {
-                durable.flush()?;
-                durable.store.set_status(&durable.id, status)
-            }
+        let journal = &self.inner.journal;
+        match &journal.writer {
+            // Every record made so far is committed first, then the status: a run is never
+            // stored as ended with records missing.
+            Some(writer) => writer.flush_with_status(&journal.log, status),
             None => Ok(()),
         }
     }
 
-    /// Saves a checkpoint now. A durable state writes every record as it is made, so this
-    /// only writes what a failed write left behind and the status; it exists for programs
-    /// that want an explicit point, and is cheap.
+    /// Saves a checkpoint now: commits every record made so far (whatever the
+    /// [`CommitMode`](crate::CommitMode)), anything a failed write left behind, and the
+    /// status. Blocks while it writes.
     ///
     /// # Errors
     ///
@@ -138,12 +138,26 @@ impl ExecutionState {
         Ok(status)
     }
 
-    /// Sets the status from inside the runtime, where a failure can only be noted (the store
-    /// link then stops the run).
+    /// Sets the status from inside the runtime: queued for the writer, which writes it after
+    /// the records made before it (a failure is noted and stops the run).
     pub(crate) fn save_status(&self, status: RunStatus) {
         *self.inner.run.status.lock() = status;
-        if let Some(durable) = &self.inner.durable {
-            durable.note(durable.store.set_status(&durable.id, status));
+        let journal = &self.inner.journal;
+        if let Some(writer) = &journal.writer {
+            writer.queue_status(&journal.log, status);
+        }
+    }
+
+    /// Lets the writer stop the run when a write fails.
+    pub(crate) fn stop_on_store_failure(&self) {
+        if let Some(writer) = &self.inner.journal.writer {
+            // Weak: the writer must not keep its state alive.
+            let weak = Arc::downgrade(&self.inner);
+            writer.set_on_failure(Box::new(move || {
+                if let Some(inner) = weak.upgrade() {
+                    ExecutionState { inner }.check_store();
+                }
+            }));
         }
     }
 

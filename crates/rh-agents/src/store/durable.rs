@@ -1,5 +1,6 @@
-//! The link between a running state and its store: every record, storage change and status
-//! is written as it happens, by the state's one writer.
+//! The link between a running state and its store: the run's identity and writer lock,
+//! storage changes written through, and failures noted so that the state stops the run.
+//! Records are written by the state's writer (`recording::writer`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,20 +10,17 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::{StateStore, StoreError, WriteLock};
-use crate::event::Event;
 
 /// The store side of a durable state.
 #[derive(Debug)]
 pub(crate) struct Durable {
     pub(crate) store: Arc<dyn StateStore>,
     pub(crate) id: String,
-    /// Held for the life of the state: no other writer may write this run meanwhile.
-    _lock: WriteLock,
-    /// Records whose write failed, written again (first, in order) with the next record, so a
-    /// passing failure (a full disk freed, a long lock) leaves no hole in the stored history.
-    unsaved: Mutex<Vec<Arc<Event>>>,
+    /// Held for the life of the state (no other writer may write this run meanwhile), and
+    /// let go when the state is dropped, after its last records are written.
+    lock: Mutex<Option<WriteLock>>,
     /// Storage changes whose write failed (the latest per key; `None` removes), written again
-    /// with the next change or record.
+    /// with the next change or flush.
     unsaved_storage: Mutex<BTreeMap<String, Option<Value>>>,
     /// Set by a failed write; the state turns it into an interrupt.
     failed: AtomicBool,
@@ -34,43 +32,16 @@ impl Durable {
         Self {
             store,
             id,
-            _lock: lock,
-            unsaved: Mutex::new(Vec::new()),
+            lock: Mutex::new(Some(lock)),
             unsaved_storage: Mutex::new(BTreeMap::new()),
             failed: AtomicBool::new(false),
             failure: Mutex::new(None),
         }
     }
 
-    /// Writes one record (and any earlier ones whose write failed). Called in history order,
-    /// under the history's lock.
-    pub(crate) fn write(&self, event: &Arc<Event>) {
-        let written = {
-            let mut unsaved = self.unsaved.lock();
-            if unsaved.is_empty() {
-                let written = self
-                    .store
-                    .append_events(&self.id, std::slice::from_ref(event));
-                if written.is_err() {
-                    unsaved.push(Arc::clone(event));
-                }
-                written
-            } else {
-                unsaved.push(Arc::clone(event));
-                let written = self.store.append_events(&self.id, &unsaved);
-                if written.is_ok() {
-                    unsaved.clear();
-                }
-                written
-            }
-        };
-        // Noted with no lock held: a tracing layer that logs back into the state must not
-        // find a lock of ours taken.
-        self.note(written);
-        if !self.unsaved_storage.lock().is_empty() {
-            let retried = self.flush_storage();
-            self.note(retried);
-        }
+    /// Lets go of the run: another writer may take it from now on.
+    pub(crate) fn release(&self) {
+        drop(self.lock.lock().take());
     }
 
     /// Writes one storage change (and any earlier ones whose write failed). Called with the
@@ -87,7 +58,7 @@ impl Durable {
             earlier.and(this)
         };
         if let Err(e) = &written {
-            self.note(Err(StoreError::Backend {
+            let _ = self.noted(Err(StoreError::Backend {
                 context: format!("saving storage key {key:?}"),
                 source: e.to_string().into(),
             }));
@@ -115,30 +86,23 @@ impl Durable {
         first_error
     }
 
-    fn flush_storage(&self) -> Result<(), StoreError> {
-        let mut unsaved = self.unsaved_storage.lock();
-        Self::write_storage(&*self.store, &self.id, &mut unsaved)
-    }
-
-    /// Writes whatever is left unsaved (records and storage changes).
+    /// Writes the storage changes whose write failed before.
     ///
     /// # Errors
     ///
     /// The store's failure, while anything remains unsaved.
-    pub(crate) fn flush(&self) -> Result<(), StoreError> {
-        {
-            let mut unsaved = self.unsaved.lock();
-            if !unsaved.is_empty() {
-                self.store.append_events(&self.id, &unsaved)?;
-                unsaved.clear();
-            }
+    pub(crate) fn flush_storage(&self) -> Result<(), StoreError> {
+        let mut unsaved = self.unsaved_storage.lock();
+        if unsaved.is_empty() {
+            return Ok(());
         }
-        self.flush_storage()
+        Self::write_storage(&*self.store, &self.id, &mut unsaved)
     }
 
-    /// Records a failed write of anything (records, storage, status).
-    pub(crate) fn note(&self, result: Result<(), StoreError>) {
-        if let Err(e) = result {
+    /// Notes a failed write of anything (records, storage, status), and gives the result
+    /// back.
+    pub(crate) fn noted(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
+        if let Err(e) = &result {
             tracing::error!(run = %self.id, error = %e, "the state store failed to save");
             let mut failure = self.failure.lock();
             if failure.is_none() {
@@ -146,6 +110,7 @@ impl Durable {
             }
             self.failed.store(true, Ordering::Release);
         }
+        result
     }
 
     /// The first failure, once: the state stops the run when it sees one, so that no work

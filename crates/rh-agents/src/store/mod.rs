@@ -2,9 +2,12 @@
 //! and resume/replay.
 //!
 //! A run started with [`ExecutionStateBuilder::start`](crate::ExecutionStateBuilder::start)
-//! writes every record to its store as it is recorded (an append-only log: no rewrite per
-//! checkpoint), together with storage changes, artifacts and its status. A crash or a kill
-//! loses nothing that was recorded. [`ExecutionStateBuilder::resume`](crate::ExecutionStateBuilder::resume)
+//! writes every record to its store (an append-only log: no rewrite per checkpoint), together
+//! with storage changes, artifacts and its status. Records are committed in groups by the
+//! state's writer, as its [`CommitMode`](crate::CommitMode) says: in `Sync` (the default) a
+//! step's records are committed before its handler runs and before its result is reported,
+//! so a crash or a kill loses no step anyone saw complete; `Batched` has a documented loss
+//! window. Nothing committed is ever lost. [`ExecutionStateBuilder::resume`](crate::ExecutionStateBuilder::resume)
 //! continues it: calls whose address already completed return their recorded result without
 //! running (see [`ReplayMode`]).
 //!

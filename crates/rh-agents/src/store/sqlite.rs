@@ -2,7 +2,8 @@
 //!
 //! - Records are appended as they happen, one row each (`events(run_id, seq, body)`): saving
 //!   the 50,000th record costs what saving the first did.
-//! - Durability: every record is committed when it is recorded. With `synchronous=NORMAL`
+//! - Durability: records are committed as the state's [`CommitMode`](crate::CommitMode) says
+//!   (by default before the step they record goes on). With `synchronous=NORMAL`
 //!   (the default here) a commit survives the process being killed at any instant; a power
 //!   loss may lose the last commits. [`SqliteStore::open_with`] with
 //!   [`Durability::Full`] syncs each commit to disk as well.
@@ -21,9 +22,9 @@
 //! - Reading fails closed: a record that cannot be read is an error naming the run and record;
 //!   a time outside 1970–9999 is one too, naming the column.
 //! - A write waits up to 5 s for a lock another connection holds (a large save or import into
-//!   the same file). Records are written under the history's lock, so meanwhile the run's
-//!   other tasks wait to record too; a write that still fails stops the run (see
-//!   [`StateStore`]'s users in the state: failed writes are kept and written again).
+//!   the same file). Records are written by the state's writer, off the callers' threads, many
+//!   per transaction (`append_events`: `BEGIN IMMEDIATE`, the rows, one commit); a write that
+//!   still fails stops the run, and the records are kept and written again.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs::{File, OpenOptions};
