@@ -10,7 +10,7 @@
 //!   50,000–60,000).
 //! - `save/<store>/<N>`, `load/<store>/<N>`, `resume/<store>/<N>`: `store.save(&snapshot)`
 //!   (replacing the stored run), `store.load(id)`, and
-//!   `ExecutionState::builder().resume(store, id, ReplayMode::Normal)` (dropping the state is
+//!   `ExecutionState::builder().resume(store, id, ReplayMode::Normal).await` (dropping the state is
 //!   not timed), for runs of 1,000, 10,000 and 50,000 records. (A resume may append a record
 //!   noting itself: the run is saved again, untimed, before it grows by 1 %.)
 //!
@@ -150,6 +150,7 @@ impl Grower {
                     store.save(&self.template).unwrap();
                     ExecutionState::builder()
                         .resume(Arc::clone(store), id, ReplayMode::Normal)
+                        .await
                         .unwrap()
                 }
             };
@@ -371,6 +372,7 @@ fn bench_snapshots(c: &mut Criterion) {
                         total += timed_each(1, || {
                             ExecutionState::builder()
                                 .resume(Arc::clone(store), &snapshot.state_id, ReplayMode::Normal)
+                                .await
                                 .unwrap()
                         });
                     }

@@ -77,6 +77,7 @@ fn started_run(store: &Arc<dyn StateStore>, pipeline: &str, tags: &[&str]) -> Ex
     let state = ExecutionState::builder()
         .metadata(metadata)
         .start(Arc::clone(store))
+        .await
         .unwrap();
     state.log(Severity::Info, "hello");
     state

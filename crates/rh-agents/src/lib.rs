@@ -109,7 +109,8 @@ pub use retry::{
 };
 pub use state::{
     ExecutionState, ExecutionStateBuilder, DEFAULT_BUS_CAPACITY, DEFAULT_CHECK_INTERVAL,
-    DEFAULT_CHECK_TIMEOUT, DEFAULT_DETAIL_LIMIT, DEFAULT_GRACE_PERIOD,
+    DEFAULT_CHECK_TIMEOUT, DEFAULT_DETAIL_LIMIT, DEFAULT_GRACE_PERIOD, DEFAULT_MAILBOX_INTERVAL,
+    DEFAULT_WRITER_WAIT,
 };
 pub use storage::{Storage, StorageError};
 pub use tokio_stream::StreamExt;

@@ -117,9 +117,12 @@ fn completed_steps(events: &[Event]) -> BTreeSet<u32> {
 /// The child: the pipeline, durable, never finished.
 fn child(db: &Path) {
     let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(db).unwrap());
-    let state = ExecutionState::builder().id(RUN_ID).start(store).unwrap();
+    let runtime = runtime();
+    let state = runtime
+        .block_on(ExecutionState::builder().id(RUN_ID).start(store))
+        .unwrap();
     let step = step_actor(counters(), true);
-    runtime().block_on(async {
+    runtime.block_on(async {
         for i in 0..STEPS {
             assert_eq!(state.call(&step, i).await.unwrap(), i);
         }
@@ -302,12 +305,13 @@ fn sigkill_midway_then_resume_loses_nothing() {
 
     // Resume in this process, with a connection of its own, and run the same 40 steps.
     let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&db).unwrap());
-    let resumed = ExecutionState::builder()
-        .resume(Arc::clone(&store), RUN_ID, ReplayMode::Normal)
+    let runtime = runtime();
+    let resumed = runtime
+        .block_on(ExecutionState::builder().resume(Arc::clone(&store), RUN_ID, ReplayMode::Normal))
         .unwrap();
     let calls = counters();
     let step = step_actor(Arc::clone(&calls), false);
-    let results: Vec<u32> = runtime().block_on(async {
+    let results: Vec<u32> = runtime.block_on(async {
         let mut results = Vec::new();
         for i in 0..STEPS {
             results.push(resumed.call(&step, i).await.unwrap());

@@ -84,7 +84,10 @@ impl StateStore for FlakyStore {
 async fn a_failed_storage_write_is_kept_and_written_later_and_the_run_cannot_end_before() {
     let flaky = Arc::new(FlakyStore::default());
     let store: Arc<dyn StateStore> = Arc::<FlakyStore>::clone(&flaky);
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
 
     flaky.fail_storage.store(true, Ordering::SeqCst);
@@ -135,7 +138,10 @@ async fn a_result_set_aside_by_a_resume_from_an_address_never_comes_back() {
         })
         .retry(rh_agents::RetryPolicy::disabled())
     };
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     state.call(&a.actor, 1).await.unwrap();
     assert_eq!(state.call(&b, 1).await.unwrap(), 101);
@@ -143,7 +149,7 @@ async fn a_result_set_aside_by_a_resume_from_an_address_never_comes_back() {
 
     // Run again from b: it fails now.
     fails.store(true, Ordering::SeqCst);
-    let again = resume(&store, &id, ReplayMode::FromAddress("b#0".into()));
+    let again = resume(&store, &id, ReplayMode::FromAddress("b#0".into())).await;
     again.call(&a.actor, 1).await.unwrap();
     assert!(again.call(&b, 1).await.is_err());
     drop(again);
@@ -151,7 +157,7 @@ async fn a_result_set_aside_by_a_resume_from_an_address_never_comes_back() {
 
     // A normal resume must not bring back the result the failed re-run replaced.
     fails.store(false, Ordering::SeqCst);
-    let last = resume(&store, &id, ReplayMode::Normal);
+    let last = resume(&store, &id, ReplayMode::Normal).await;
     last.call(&a.actor, 1).await.unwrap();
     assert_eq!(last.call(&b, 1).await.unwrap(), 101);
     assert_eq!(runs.load(Ordering::SeqCst), 3, "b ran again");
@@ -160,16 +166,19 @@ async fn a_result_set_aside_by_a_resume_from_an_address_never_comes_back() {
 
     // A resume from an address that is interrupted before reaching it sets results aside
     // too: the marker of that resume says so to later resumes.
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     state.call(&a.actor, 1).await.unwrap();
     state.call(&b, 1).await.unwrap();
     drop(state);
-    let partial = resume(&store, &id, ReplayMode::FromAddress("a#0".into()));
+    let partial = resume(&store, &id, ReplayMode::FromAddress("a#0".into())).await;
     drop(partial);
     let runs_before = runs.load(Ordering::SeqCst);
     let calls_before = a.calls();
-    let last = resume(&store, &id, ReplayMode::Normal);
+    let last = resume(&store, &id, ReplayMode::Normal).await;
     last.call(&a.actor, 1).await.unwrap();
     last.call(&b, 1).await.unwrap();
     assert_eq!(a.calls(), calls_before + 1);
@@ -194,13 +203,16 @@ async fn a_validation_rerun_that_fails_is_a_mismatch_and_is_not_replayed_later()
         })
         .retry(rh_agents::RetryPolicy::disabled())
     };
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     state.call(&step, 7).await.unwrap();
     drop(state);
 
     fails.store(true, Ordering::SeqCst);
-    let check = resume(&store, &id, ReplayMode::Validation);
+    let check = resume(&store, &id, ReplayMode::Validation).await;
     assert!(check.call(&step, 7).await.is_err());
     let mismatches = check.mismatches();
     assert_eq!(mismatches.len(), 1);
@@ -211,7 +223,7 @@ async fn a_validation_rerun_that_fails_is_a_mismatch_and_is_not_replayed_later()
         .contains("gone"));
     drop(check);
 
-    let next = resume(&store, &id, ReplayMode::Normal);
+    let next = resume(&store, &id, ReplayMode::Normal).await;
     assert!(
         next.call(&step, 7).await.is_err(),
         "the failed re-run withdrew the old result: the call runs"
@@ -222,7 +234,10 @@ async fn a_validation_rerun_that_fails_is_a_mismatch_and_is_not_replayed_later()
 async fn a_replay_that_fails_is_recorded_where_it_failed() {
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let number = counted("step", |x| x + 1);
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     state.call(&number.actor, 1).await.unwrap();
     drop(state);
@@ -230,7 +245,7 @@ async fn a_replay_that_fails_is_recorded_where_it_failed() {
     let text = Actor::tool("step", |x: u32, _ctx: Ctx| async move {
         Ok::<_, std::io::Error>(format!("{x}"))
     });
-    let resumed = resume(&store, &id, ReplayMode::Normal);
+    let resumed = resume(&store, &id, ReplayMode::Normal).await;
     assert!(resumed.call(&text, 1).await.is_err());
     let last = resumed.history().latest("step#0").unwrap();
     assert_eq!(last.status, EventStatus::Failed);
@@ -334,9 +349,12 @@ fn many_processes_opening_a_new_store_at_once_all_get_in() {
         let store: Arc<dyn StateStore> =
             Arc::new(SqliteStore::open(&path).unwrap_or_else(|e| panic!("open: {e}")));
         let id = format!("run-{}", std::process::id());
-        let state = ExecutionState::builder()
-            .id(id)
-            .start(store)
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = runtime
+            .block_on(ExecutionState::builder().id(id).start(store))
             .unwrap_or_else(|e| panic!("start: {e}"));
         state.log(rh_agents::Severity::Info, "hello");
         return;

@@ -37,6 +37,7 @@ async fn finished_run(store: &Arc<dyn StateStore>, pipeline: &str) -> String {
     let state = ExecutionState::builder()
         .metadata(rh_agents::store::RunMetadata::new().pipeline(pipeline))
         .start(Arc::clone(store))
+        .await
         .unwrap();
     let double = Actor::tool("double", |x: u32, _ctx| async move {
         Ok::<_, std::io::Error>(x * 2)
@@ -357,7 +358,10 @@ async fn a_writer_s_lock_file_is_removed_when_it_lets_go() {
     let (_dir, path) = db_path();
     let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&path).unwrap());
     let locks = sibling(&path, ".locks");
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     assert_eq!(names(&locks).len(), 1, "the writer holds its lock file");
     assert!(store.is_writing(&id).unwrap());
@@ -381,7 +385,10 @@ async fn a_writer_s_lock_file_is_removed_when_it_lets_go() {
 async fn floats_read_back_exactly_from_the_store_and_from_json() {
     let (_dir, path) = db_path();
     let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&path).unwrap());
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     let echo = Actor::tool(
         "echo",

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 pub use builder::{
     ExecutionStateBuilder, DEFAULT_BUS_CAPACITY, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT,
-    DEFAULT_DETAIL_LIMIT, DEFAULT_GRACE_PERIOD,
+    DEFAULT_DETAIL_LIMIT, DEFAULT_GRACE_PERIOD, DEFAULT_MAILBOX_INTERVAL, DEFAULT_WRITER_WAIT,
 };
 
 use crate::actor::{Actor, ActorKind};
@@ -259,6 +259,7 @@ impl ExecutionState {
     /// Adds an external interrupt checker.
     pub fn add_checker(&self, checker: InterruptChecker) {
         self.inner.interrupts.add_checker(checker);
+        self.start_watcher();
     }
 
     /// Interrupts the run with reason `timeout` after `after`, replacing an earlier timeout.

@@ -50,12 +50,12 @@ impl ExecutionState {
     /// # Errors
     ///
     /// As [`ExecutionStateBuilder::resume`](crate::ExecutionStateBuilder::resume).
-    pub fn resume(
+    pub async fn resume(
         store: Arc<dyn StateStore>,
         id: &str,
         mode: ReplayMode,
     ) -> Result<Self, StoreError> {
-        Self::builder().resume(store, id, mode)
+        Self::builder().resume(store, id, mode).await
     }
 
     /// The run as a snapshot: header, every record so far, storage and artifact references.
@@ -102,6 +102,10 @@ impl ExecutionState {
     /// The store's failure.
     pub fn set_status(&self, status: RunStatus) -> Result<(), StoreError> {
         *self.inner.run.status.lock() = status;
+        if status != RunStatus::Running {
+            // The run is over (or paused): no more interrupt requests to watch for.
+            self.stop_watcher();
+        }
         match &self.inner.durable {
             Some(durable) => {
                 durable.flush()?;
