@@ -14,8 +14,10 @@ use crate::interrupt::InterruptSignal;
 use crate::state::{ExecutionState, LogSite};
 use crate::storage::Storage;
 
-/// What a handler knows about its call: where it is, which attempt, the state, and the
-/// interrupt. Calls made through it are nested under this call's address.
+/// What a handler knows about its call: where it is, which attempt, the run's storage, and the
+/// interrupt. Calls made through it are nested under this call's address. It does not hand
+/// out the [`ExecutionState`]: calls made on that from inside a handler would land at root
+/// addresses numbered in scheduling order, which a resume could not replay.
 ///
 /// Cheap to clone. Each call gets its own context; nothing is kept in a global or a shared
 /// stack, so parallel tasks never race on it.
@@ -51,9 +53,19 @@ impl Ctx {
         &self.actor
     }
 
-    /// The state the call runs in.
-    pub fn state(&self) -> &ExecutionState {
-        &self.state
+    /// The id of the run the call is part of.
+    pub fn run_id(&self) -> &str {
+        self.state.id()
+    }
+
+    /// The run as a snapshot, now (e.g. to keep a checkpoint elsewhere from inside a long
+    /// handler).
+    ///
+    /// The state itself is not handed out: a call made on it from inside a handler would get
+    /// an address at the root, numbered in whatever order concurrent handlers reach it, and a
+    /// resume could not replay it. Nested calls go through [`call`](Self::call).
+    pub fn snapshot(&self) -> crate::store::Snapshot {
+        self.state.snapshot()
     }
 
     /// The state's key-value store.
@@ -76,6 +88,11 @@ impl Ctx {
     /// Whether an interrupt was requested. Long handlers can check it between steps.
     pub fn is_interrupted(&self) -> bool {
         self.state.is_interrupted()
+    }
+
+    /// The interrupt signal, once one was requested.
+    pub fn interrupt_signal(&self) -> Option<InterruptSignal> {
+        self.state.interrupt_signal()
     }
 
     /// Resolves when an interrupt is requested: `select!` on it to stop cooperatively.

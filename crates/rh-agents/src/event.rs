@@ -242,6 +242,13 @@ pub struct Event {
     /// Whether the record was replayed from a saved state rather than run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub is_replayed: bool,
+    /// A short hash of the call's input (on `started` and `recovered`, in a state with a
+    /// store or a replay plan): a resume replays a completed call only when the call made at
+    /// its address has the same actor and this same hash. 16 hex digits of the SHA-256 of
+    /// the input's canonical JSON (object keys sorted). Absent in records written before
+    /// snapshot schema 1.1, which replay without the check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_hash: Option<Arc<str>>,
 }
 
 impl Event {
@@ -274,6 +281,7 @@ impl Event {
             level: None,
             is_final: false,
             is_replayed: false,
+            input_hash: None,
         }
     }
 

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rh_agents::store::{
-    interrupt_checker, ListFilter, MemoryStore, Mismatch, ReplayMode, RunMetadata, RunStatus,
-    Snapshot, StateStore, StoreError,
+    interrupt_checker, ListFilter, MemoryStore, Mismatch, MismatchKind, ReplayMode, RunMetadata,
+    RunStatus, Snapshot, StateStore, StoreError,
 };
 use rh_agents::{
     Actor, ActorKind, Address, Ctx, Error, Event, EventStatus, ExecutionState, InterruptReason,
@@ -273,18 +273,20 @@ async fn validation_reruns_everything_and_reports_changed_results(backend: TestS
     assert_eq!(
         mismatches,
         [
-            Mismatch {
-                address: Address::parse("drift#0"),
-                actor: "drift".to_owned(),
-                expected: json!(1),
-                actual: json!(2),
-            },
-            Mismatch {
-                address: Address::parse("drift_doc#0"),
-                actor: "drift_doc".to_owned(),
-                expected: json!({"n": 1, "text": "run 1"}),
-                actual: json!({"n": 1, "text": "run 2"}),
-            },
+            Mismatch::new(
+                Address::parse("drift#0"),
+                "drift",
+                MismatchKind::Result,
+                json!(1),
+                json!(2),
+            ),
+            Mismatch::new(
+                Address::parse("drift_doc#0"),
+                "drift_doc",
+                MismatchKind::Result,
+                json!({"n": 1, "text": "run 1"}),
+                json!({"n": 1, "text": "run 2"}),
+            ),
         ]
     );
 
@@ -523,7 +525,7 @@ fn checkpointing_planner(
         async move {
             let found = ctx.call(&search, x).await?;
             if !taken.swap(true, Ordering::SeqCst) {
-                checkpoints.save(&ctx.state().snapshot()).unwrap();
+                checkpoints.save(&ctx.snapshot()).unwrap();
             }
             let written = ctx.call(&write, found).await?;
             Ok::<_, Error>(written)

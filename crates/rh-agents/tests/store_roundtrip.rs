@@ -535,7 +535,7 @@ async fn sample_snapshot() -> Snapshot {
 async fn another_major_version_is_refused_naming_both() {
     let snapshot = sample_snapshot().await;
     let text = snapshot.to_json();
-    assert!(text.contains(r#""schema_version":"1.0""#));
+    assert!(text.contains(r#""schema_version":"1.1""#));
 
     for found in ["2.0", "0.9", "3"] {
         let err = Snapshot::from_json(&version_of(&text, found)).unwrap_err();
@@ -546,13 +546,13 @@ async fn another_major_version_is_refused_naming_both() {
             } => {
                 let expected = if found == "3" { "3.0" } else { found };
                 assert_eq!(f, expected);
-                assert_eq!(supported, "1.0");
+                assert_eq!(supported, "1.1");
             }
             other => panic!("expected IncompatibleVersion for {found}, got {other:?}"),
         }
         let message = err.to_string();
         assert!(
-            message.contains(found) && message.contains("1.0"),
+            message.contains(found) && message.contains("1.1"),
             "{message}"
         );
     }

@@ -45,6 +45,8 @@ struct Recorder<'a> {
     group: Option<Arc<GroupRef>>,
     /// The recorded completion to compare the result with (validation replay).
     expected: Option<Arc<Event>>,
+    /// The input's hash, carried by the STARTED records (see `replay::plan`).
+    input_hash: Option<Arc<str>>,
 }
 
 impl Recorder<'_> {
@@ -262,17 +264,16 @@ where
         metadata,
         group,
     } = call;
-    let mut expected = None;
-    if let Some(replay) = &state.inner.replay {
-        if let Some(recorded) = replay.lookup(&address) {
-            // After an interrupt nothing is replayed either: the call takes the normal path,
-            // which records how the interrupt stopped it, like every other call.
-            if !replay.validates() && !state.is_interrupted() {
-                return replay::recorded(state, &address, actor, recorded, group.as_deref());
-            }
-            expected = Some(Arc::clone(recorded));
-        }
-    }
+    // Replay (see `replay::plan`): the recorded result, or what to compare the new one with;
+    // and the input's hash for the STARTED records.
+    let (expected, input_hash) =
+        match replay::plan(state, &address, actor, &input, group.as_deref()) {
+            replay::Plan::Replayed(result) => return result,
+            replay::Plan::Run {
+                expected,
+                input_hash,
+            } => (expected, input_hash),
+        };
     let (policy, source) =
         state
             .inner
@@ -289,6 +290,7 @@ where
         source,
         group,
         expected,
+        input_hash,
     };
     state.inner.journal.begin_call();
     let guard = Unfinished {
@@ -358,6 +360,7 @@ where
         }
         rec.emit(EventStatus::Started, attempt, |e| {
             e.detail.clone_from(&input_detail);
+            e.input_hash.clone_from(&rec.input_hash);
             if let Some((delay, error)) = &previous {
                 e.retry.delay = Some(*delay);
                 e.retry.original_error = Some(Arc::clone(error));

@@ -55,7 +55,7 @@ use serde_json::Value;
 pub use artifact::ArtifactRef;
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use replay::{Mismatch, ReplayMode};
+pub use replay::{Mismatch, MismatchKind, ReplayMode};
 pub use snapshot::{
     RunMetadata, RunStatus, SchemaVersion, Snapshot, SnapshotDiff, StorageChange,
     SNAPSHOT_SCHEMA_MAJOR, SNAPSHOT_SCHEMA_MINOR,

@@ -16,8 +16,9 @@ use crate::serde_time;
 /// The major version of the snapshot form this build reads and writes. A snapshot of another
 /// major version is refused; a newer minor version of the same major is read.
 pub const SNAPSHOT_SCHEMA_MAJOR: u32 = 1;
-/// The minor version of the snapshot form this build writes.
-pub const SNAPSHOT_SCHEMA_MINOR: u32 = 0;
+/// The minor version of the snapshot form this build writes. 1.1 added the records'
+/// `input_hash` (a 1.0 snapshot is read as it was: its calls replay without the check).
+pub const SNAPSHOT_SCHEMA_MINOR: u32 = 1;
 
 /// A snapshot schema version, written as `"major.minor"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
