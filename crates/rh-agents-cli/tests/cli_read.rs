@@ -9,7 +9,6 @@
 //! Runs are made with the library (the store is the same file the binary reads), so that a
 //! test can hold a run open as its live writer or change a row with plain SQL.
 
-#[allow(dead_code)] // the helpers this file does not use serve the other test files
 mod support;
 
 use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
@@ -64,7 +63,7 @@ impl Scratch {
 /// A finished run of `pipeline` with `tags` and one log record; returns its id.
 fn finished_run(store: &Arc<dyn StateStore>, pipeline: &str, tags: &[&str]) -> String {
     let state = started_run(store, pipeline, tags);
-    state.finish(&Ok::<_, rh_agents::Error>(())).unwrap();
+    state.finish_ok().unwrap();
     state.id().to_owned()
 }
 

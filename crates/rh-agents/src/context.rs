@@ -21,7 +21,7 @@ use crate::storage::Storage;
 ///
 /// Cheap to clone. Each call gets its own context; nothing is kept in a global or a shared
 /// stack, so parallel tasks never race on it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Ctx {
     pub(crate) state: ExecutionState,
     pub(crate) node: Arc<Node>,
@@ -30,6 +30,21 @@ pub struct Ctx {
     pub(crate) attempt: u32,
     /// The parallel group task this call runs in, if any (inherited by nested calls).
     pub(crate) group: Option<Arc<GroupRef>>,
+}
+
+/// The call's own facts and the run's id; the state's history is not printed.
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("address", &self.node.address)
+            .field("actor", &self.actor)
+            .field("kind", &self.kind)
+            .field("attempt", &self.attempt)
+            .field("group", &self.group)
+            .field("run", &self.state.id())
+            .field("interrupted", &self.state.is_interrupted())
+            .finish()
+    }
 }
 
 impl Ctx {
@@ -104,14 +119,16 @@ impl Ctx {
         self.state.inner.interrupts.token.clone().cancelled_owned()
     }
 
-    /// A checkpoint inside the handler: consults external checkers and returns the interrupt
-    /// error if the run was interrupted (propagate it with `?`).
+    /// Checks for an interrupt inside the handler: consults the external checkers (when any
+    /// are registered) and returns the interrupt error if the run was interrupted (propagate
+    /// it with `?`). Nothing is saved (that is
+    /// [`ExecutionState::save_checkpoint`]).
     ///
     /// # Errors
     ///
     /// The interrupt error.
-    pub async fn checkpoint(&self) -> Result<(), Error> {
-        self.state.checkpoint().await
+    pub async fn check_interrupt(&self) -> Result<(), Error> {
+        self.state.check_interrupt().await
     }
 
     /// Requests an interrupt from inside the handler and returns the error to return with:

@@ -102,6 +102,7 @@ impl fmt::Display for EventStatus {
 /// Severity of a log record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Severity {
     /// Detail for debugging.
     Debug,
@@ -175,6 +176,7 @@ pub struct RetryInfo {
 /// assert!(err.to_string().contains("event schema version 99 is not supported"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Event {
     /// The JSON schema version (`"v"`).
     #[serde(rename = "v", default)]

@@ -190,7 +190,7 @@ async fn the_watcher_ends_when_the_run_is_finished_or_the_state_dropped() {
         .unwrap();
     settle().await;
     let watching = Arc::strong_count(&store);
-    state.finish(&Ok::<_, rh_agents::Error>(())).unwrap();
+    state.finish_ok().unwrap();
     settle().await;
     assert_eq!(
         Arc::strong_count(&store),

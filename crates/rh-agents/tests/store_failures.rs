@@ -12,7 +12,7 @@ use rh_agents::store::{
     ArtifactRef, ListFilter, MemoryStore, ReplayMode, RunInfo, RunStatus, Snapshot, SqliteStore,
     StateStore, StoreError, WriteLock,
 };
-use rh_agents::{Actor, Ctx, Error, Event, EventStatus, ExecutionState, InterruptSignal};
+use rh_agents::{Actor, Ctx, Event, EventStatus, ExecutionState, InterruptSignal};
 use serde_json::Value;
 use support::store::{counted, resume};
 
@@ -92,7 +92,7 @@ async fn a_failed_storage_write_is_kept_and_written_later_and_the_run_cannot_end
 
     flaky.fail_storage.store(true, Ordering::SeqCst);
     let err = state.storage().set("k", &1).unwrap_err();
-    assert!(err.to_string().contains("disk full"), "{err}");
+    assert!(err.report().contains("disk full"), "{}", err.report());
     assert_eq!(
         state.storage().get::<u32>("k").unwrap(),
         Some(1),
@@ -102,15 +102,12 @@ async fn a_failed_storage_write_is_kept_and_written_later_and_the_run_cannot_end
     state.log(rh_agents::Severity::Info, "after");
     assert!(state.is_interrupted());
     // While the change is unsaved, the run cannot be saved as ended.
-    assert!(state.finish(&Ok::<_, Error>(())).is_err());
+    assert!(state.finish_ok().is_err());
     assert!(!store.load(&id).unwrap().storage.contains_key("k"));
 
     // The store recovers: the kept change is written with the next save.
     flaky.fail_storage.store(false, Ordering::SeqCst);
-    assert_eq!(
-        state.finish(&Ok::<_, Error>(())).unwrap(),
-        RunStatus::Completed
-    );
+    assert_eq!(state.finish_ok().unwrap(), RunStatus::Completed);
     assert_eq!(
         store.load(&id).unwrap().storage.get("k"),
         Some(&Value::from(1))

@@ -9,7 +9,7 @@ mod support;
 use std::sync::Arc;
 
 use rh_agents::store::{MismatchKind, ReplayMode, Snapshot, StateStore};
-use rh_agents::{Error, Event, EventStatus, ExecutionState, Severity};
+use rh_agents::{Event, EventStatus, ExecutionState, Severity};
 use serde_json::json;
 use support::store::{counted, resume, TestStore};
 
@@ -23,7 +23,7 @@ async fn ran_with(store: &Arc<dyn StateStore>, input: u32) -> (String, u32) {
         .await
         .unwrap();
     let out = state.call(&double.actor, input).await.unwrap();
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     (state.id().to_owned(), out)
 }
 

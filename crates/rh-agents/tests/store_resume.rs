@@ -131,10 +131,7 @@ async fn normal_replays_completed_calls_and_runs_the_rest(backend: TestStore) {
     assert_eq!(stopper.calls(), 2);
     assert_eq!(resumed.call(&never.actor, 3).await.unwrap(), 30);
     assert_eq!(never.calls(), 1);
-    assert_eq!(
-        resumed.finish(&Ok::<_, Error>(())).unwrap(),
-        RunStatus::Completed
-    );
+    assert_eq!(resumed.finish_ok().unwrap(), RunStatus::Completed);
     assert_eq!(stored_status(&store, &id), RunStatus::Completed);
     let events = resumed.history().events();
     assert_eq!(count(&events, "ok#0", Recovered), 1);
@@ -246,7 +243,7 @@ async fn validation_reruns_everything_and_reports_changed_results(backend: TestS
     assert_eq!(state.call(&drift.actor, 0).await.unwrap(), 1);
     state.call(&stable_doc.actor, 1).await.unwrap();
     state.call(&drift_doc.actor, 1).await.unwrap();
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     drop(state);
 
     let resumed = resume(&store, &id, ReplayMode::Validation).await;
@@ -362,7 +359,7 @@ async fn from_address_replays_before_it_and_runs_it_and_after(backend: TestStore
         .unwrap();
     let id = state.id().to_owned();
     assert_eq!(pipeline(state.clone()).await.unwrap(), (6, 130));
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     drop(state);
 
     // An address that is not in the history: refused, and the run is left as it was.
@@ -464,7 +461,7 @@ async fn multi_turn_resume_never_reruns_completed_steps(backend: TestStore) {
 
     let state = resume(&store, &id, ReplayMode::Normal).await;
     assert_eq!(pipeline(&state, &steps).await.unwrap(), (2 + 100 + 100) * 2);
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     assert_eq!(runs(&steps), (1, 2, 2, 1));
     drop(state);
     let third = store.load(&id).unwrap();
@@ -474,7 +471,7 @@ async fn multi_turn_resume_never_reruns_completed_steps(backend: TestStore) {
     let state = resume(&store, &id, ReplayMode::Normal).await;
     assert_eq!(pipeline(&state, &steps).await.unwrap(), 404);
     assert_eq!(runs(&steps), (1, 2, 2, 1));
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     drop(state);
     let fourth = store.load(&id).unwrap();
 
@@ -747,7 +744,7 @@ async fn finish_saves_how_the_run_ended(backend: TestStore) {
     state.save_checkpoint().unwrap();
     assert_eq!(stored_status(&store, &id), RunStatus::Paused);
     state.request_interrupt(InterruptReason::Timeout);
-    let interrupted = state.checkpoint().await;
+    let interrupted = state.check_interrupt().await;
     assert!(interrupted.as_ref().unwrap_err().is_interrupted());
     assert_eq!(state.finish(&interrupted).unwrap(), RunStatus::Interrupted);
     assert_eq!(stored_status(&store, &id), RunStatus::Interrupted);
@@ -806,7 +803,7 @@ async fn interrupt_requests_left_in_the_store_stop_the_run(backend: TestStore) {
     assert!(!resumed.is_interrupted());
     assert_eq!(resumed.call(&sleeper.actor, ()).await.unwrap(), "slept");
     assert_eq!(sleeper.calls(), 2);
-    resumed.checkpoint().await.unwrap();
+    resumed.check_interrupt().await.unwrap();
 
     // A request for a run the store does not hold.
     assert!(matches!(

@@ -913,7 +913,7 @@ async fn json_export_carries_artifact_bytes(backend: TestStore) {
         .put_artifact("notes-copy", b"free text", None)
         .unwrap();
     state.storage().set("k", &"v").unwrap();
-    state.finish(&Ok::<_, rh_agents::Error>(())).unwrap();
+    state.finish_ok().unwrap();
     drop(state);
 
     let (path, _dir) = backend.file("run.json");

@@ -17,8 +17,7 @@ use rh_agents::store::{
     SqliteStore, StateStore, StoreError,
 };
 use rh_agents::{
-    Actor, Ctx, Error, ErrorKind, EventStatus, ExecutionState, InterruptReason, InterruptSignal,
-    Severity,
+    Actor, Ctx, ErrorKind, EventStatus, ExecutionState, InterruptReason, InterruptSignal, Severity,
 };
 use serde_json::json;
 use support::store::{counted, resume, stored_status};
@@ -56,7 +55,7 @@ async fn finished_run(store: &Arc<dyn StateStore>) -> String {
     }
     state.storage().set("k", &json!({"a": 1})).unwrap();
     state.put_artifact("notes", b"some notes", None).unwrap();
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     state.id().to_owned()
 }
 
@@ -178,7 +177,7 @@ async fn readers_list_and_load_while_a_writer_appends() {
                     state.storage().set(format!("k{i}"), &i).unwrap();
                 }
             }
-            state.finish(&Ok::<_, Error>(())).unwrap();
+            state.finish_ok().unwrap();
             done.store(true, Ordering::SeqCst);
         })
     };
@@ -243,7 +242,7 @@ async fn a_write_lock_held_briefly_elsewhere_is_waited_out() {
     let stored = store.load("patient").unwrap();
     assert_eq!(stored.events.len(), 2);
     assert_eq!(stored.storage["k"], json!(1));
-    state.checkpoint().await.unwrap();
+    state.check_interrupt().await.unwrap();
     assert!(!state.is_interrupted(), "no write failed");
 }
 

@@ -288,7 +288,8 @@ where
                 To::Stderr,
                 &format!(
                     "error: the state store failed: the run's final state could not be saved: \
-                     {e}; what was saved can be resumed"
+                     {}; what was saved can be resumed",
+                    e.report()
                 ),
             );
         }

@@ -281,7 +281,8 @@ impl Task {
                 Ok(None) => {}
                 Err(e) => {
                     if state.inner.interrupts.should_warn() {
-                        state.log(Severity::Warning, format!("{failed}: {e}"));
+                        let cause = crate::error::describe(&*e);
+                        state.log(Severity::Warning, format!("{failed}: {cause}"));
                     }
                 }
             }

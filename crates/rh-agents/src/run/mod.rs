@@ -416,7 +416,8 @@ where
                             rec.finish(EventStatus::Failed, attempt, |ev| {
                                 ev.duration = Some(elapsed);
                                 ev.message = Some(Arc::from(format!(
-                                    "the result could not be kept as an artifact: {e}"
+                                    "the result could not be kept as an artifact: {}",
+                                    e.report()
                                 )));
                             });
                             return Err(rec.error(ErrorKind::Store, attempts).cause(Box::new(e)));

@@ -224,7 +224,7 @@ fn recorded_value(state: &ExecutionState, recorded: &Event) -> Result<Value, Str
         .artifact
         .as_deref()
         .ok_or("the record holds no result")?;
-    let bytes = state.artifact_bytes(artifact).map_err(|e| e.to_string())?;
+    let bytes = state.artifact_bytes(artifact).map_err(|e| e.report())?;
     serde_json::from_slice(&bytes).map_err(|e| format!("artifact {}: {e}", artifact.sha256))
 }
 

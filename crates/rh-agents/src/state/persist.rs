@@ -128,6 +128,7 @@ impl ExecutionState {
 
     /// Ends the run with the outcome of its work: status `completed` for `Ok`, `interrupted`
     /// for an interrupt error, `failed` otherwise; saved to the store of a durable state.
+    /// For a run with no single result, [`finish_ok`](Self::finish_ok) says "completed".
     ///
     /// # Errors
     ///
@@ -140,6 +141,26 @@ impl ExecutionState {
         };
         self.set_status(status)?;
         Ok(status)
+    }
+
+    /// Ends the run as completed (for a run whose work has no single result to pass to
+    /// [`finish`](Self::finish)); saved to the store of a durable state.
+    ///
+    /// # Errors
+    ///
+    /// The store's failure.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rh_agents::store::RunStatus;
+    ///
+    /// let state = rh_agents::ExecutionState::new();
+    /// assert_eq!(state.finish_ok().unwrap(), RunStatus::Completed);
+    /// ```
+    pub fn finish_ok(&self) -> Result<RunStatus, StoreError> {
+        self.set_status(RunStatus::Completed)?;
+        Ok(RunStatus::Completed)
     }
 
     /// Sets the status from inside the runtime, where a failure can only be noted (the store

@@ -89,7 +89,7 @@ impl Durable {
         if let Err(e) = &written {
             self.note(Err(StoreError::Backend {
                 context: format!("saving storage key {key:?}"),
-                source: e.to_string().into(),
+                source: e.report().into(),
             }));
         }
         written
@@ -139,10 +139,11 @@ impl Durable {
     /// Records a failed write of anything (records, storage, status).
     pub(crate) fn note(&self, result: Result<(), StoreError>) {
         if let Err(e) = result {
-            tracing::error!(run = %self.id, error = %e, "the state store failed to save");
+            let report = e.report();
+            tracing::error!(run = %self.id, error = %report, "the state store failed to save");
             let mut failure = self.failure.lock();
             if failure.is_none() {
-                *failure = Some(e.to_string());
+                *failure = Some(report);
             }
             self.failed.store(true, Ordering::Release);
         }

@@ -29,8 +29,7 @@
 //!
 //! let resumed = ExecutionState::builder().resume(Arc::clone(&store), &id, ReplayMode::Normal).await?;
 //! assert_eq!(resumed.call(&double, 21).await?, 42); // replayed, not run
-//! let result: Result<(), rh_agents::Error> = Ok(());
-//! assert_eq!(resumed.finish(&result)?, RunStatus::Completed);
+//! assert_eq!(resumed.finish_ok()?, RunStatus::Completed);
 //! assert_eq!(store.load(&id)?.status, RunStatus::Completed);
 //! # Ok(())
 //! # }
@@ -69,6 +68,7 @@ use crate::serde_time;
 
 /// One run as listed: its header, without the history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunInfo {
     /// The run's id.
     pub id: String,
@@ -367,7 +367,7 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 /// state.add_checker(interrupt_checker(Arc::clone(&control), "nightly"));
 ///
 /// control.request_interrupt("nightly", &InterruptSignal::new(InterruptReason::UserCancelled))?;
-/// assert!(state.checkpoint().await.unwrap_err().is_interrupted());
+/// assert!(state.check_interrupt().await.unwrap_err().is_interrupted());
 /// # Ok(())
 /// # }
 /// ```

@@ -429,7 +429,7 @@ impl SqliteStore {
                         &id,
                         "column seq of its records",
                         "the records could not be counted when the store was upgraded; \
-                         `rh-agents show` names the damaged record",
+                         loading the run names the damaged record",
                     ))
                 }
             };
@@ -677,11 +677,7 @@ fn record_time(body: &str) -> Option<SystemTime> {
 fn not_here(path: &Path) -> StoreError {
     StoreError::io(
         path,
-        std::io::Error::new(
-            std::io::ErrorKind::NotFound,
-            "no store here (runs are kept where `rh-agents run` was started, in \
-             .rh-agents/state.db, unless --store says otherwise)",
-        ),
+        std::io::Error::new(std::io::ErrorKind::NotFound, "no store here"),
     )
 }
 
