@@ -226,3 +226,33 @@ async fn a_state_without_a_store_or_checker_runs_no_watcher() {
     tokio::time::sleep(Duration::from_secs(3600)).await;
     assert_eq!(start.elapsed(), Duration::from_secs(3600));
 }
+
+#[test]
+fn a_state_moved_to_another_runtime_gets_its_watcher_back() {
+    // Built (and its watcher started) on one runtime, which then ends; used on another.
+    let first = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let state = first.block_on(async {
+        ExecutionState::builder()
+            .checker(rh_agents::InterruptChecker::from_fn(|| true))
+            .build()
+    });
+    drop(first);
+
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let tool = scripted("never", vec![Step::Ok("unreachable")]);
+    let err = second
+        .block_on(async { state.call(&tool.actor, ()).await })
+        .unwrap_err();
+    assert!(err.is_interrupted(), "{err:?}");
+    assert_eq!(
+        tool.calls(),
+        0,
+        "the checker was consulted before the handler"
+    );
+}

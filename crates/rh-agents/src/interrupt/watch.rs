@@ -98,7 +98,12 @@ impl ExecutionState {
             return;
         }
         let mut finished = watcher.finished.lock();
-        if finished.is_some() || watcher.stop.is_cancelled() {
+        if watcher.stop.is_cancelled() || interrupts.current().is_some() {
+            return;
+        }
+        // Running already; a task that ended without being stopped went with the runtime it
+        // ran on (a state used on one runtime, then another): it is started again here.
+        if finished.as_ref().is_some_and(|rx| rx.has_changed().is_ok()) {
             return;
         }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
