@@ -229,30 +229,48 @@ async fn a_state_without_a_store_or_checker_runs_no_watcher() {
 
 #[test]
 fn a_state_moved_to_another_runtime_gets_its_watcher_back() {
-    // Built (and its watcher started) on one runtime, which then ends; used on another.
-    let first = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let state = first.block_on(async {
-        ExecutionState::builder()
-            .checker(rh_agents::InterruptChecker::from_fn(|| true))
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let paused = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
             .build()
+            .unwrap()
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::clone(&stop);
+    // Built on one runtime, its watcher consulted there once; then that runtime ends.
+    let first = paused();
+    let state = first.block_on(async {
+        let state = ExecutionState::builder()
+            .checker(rh_agents::InterruptChecker::from_fn(move || {
+                seen.load(Ordering::SeqCst)
+            }))
+            .build();
+        state.check_interrupt().await.unwrap();
+        state
     });
     drop(first);
 
-    let second = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    // Used on another: the first checkpoint starts a new watcher and waits for its round.
+    stop.store(true, Ordering::SeqCst);
+    let second = paused();
     let tool = scripted("never", vec![Step::Ok("unreachable")]);
-    let err = second
-        .block_on(async { state.call(&tool.actor, ()).await })
-        .unwrap_err();
+    let (err, took) = second.block_on(async {
+        let start = Instant::now();
+        let err = state.call(&tool.actor, ()).await.unwrap_err();
+        (err, start.elapsed())
+    });
     assert!(err.is_interrupted(), "{err:?}");
     assert_eq!(
         tool.calls(),
         0,
         "the checker was consulted before the handler"
+    );
+    assert_eq!(
+        took,
+        Duration::ZERO,
+        "a round at once, not at the next interval"
     );
 }

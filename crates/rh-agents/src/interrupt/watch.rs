@@ -18,7 +18,7 @@
 //! from the end of the last round.
 //!
 //! Invariant: the task holds only a `Weak` reference to the state between rounds. It ends when
-//! the state is dropped (the `stop` token is cancelled by `Interrupts`' drop), when the run was
+//! the state is dropped (the `stop` token is cancelled by `Watcher`'s drop), when the run was
 //! finished, or once the run is interrupted (there is nothing left to watch for).
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,7 +109,8 @@ impl ExecutionState {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let (tx, rx) = watch::channel(0);
+        // Counting on from the rounds of an earlier task, so no round seems under way.
+        let (tx, rx) = watch::channel(watcher.begun.load(Ordering::Acquire));
         *finished = Some(rx);
         let task = Task {
             state: Arc::downgrade(&self.inner),

@@ -25,7 +25,7 @@ use crate::store::{
     ReplayMode, RunInfo, RunMetadata, RunStatus, Snapshot, StateStore, StoreError, WriteLock,
 };
 
-/// How often external checkers are polled while something waits, by default.
+/// How often the state's watcher polls the external checkers, by default.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one external checker may take to answer, by default.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -127,7 +127,9 @@ impl ExecutionStateBuilder {
         self
     }
 
-    /// How often checkers are polled while something waits (default 100 ms).
+    /// How often the state's watcher polls the external checkers (default 100 ms), and the
+    /// interrupt requests of a store that keeps no change counter. Waits never poll: the
+    /// watcher raises the interrupt, which ends every wait at once.
     pub fn check_interval(mut self, interval: Duration) -> Self {
         self.check_interval = interval;
         self
