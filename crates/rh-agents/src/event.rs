@@ -137,6 +137,7 @@ pub struct GroupRef {
 
 /// Retry bookkeeping carried by every actor event.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RetryInfo {
     /// Zero-based attempt number this record belongs to.
     pub attempt: u32,

@@ -97,6 +97,7 @@ pub struct RunInfo {
 /// assert_eq!(filter.limit, Some(10));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ListFilter {
     /// Runs carrying all of these tags.
     pub tags: Vec<String>,
