@@ -71,9 +71,12 @@ fn bench_calls(c: &mut Criterion) {
                     let batch = left.min(1_000);
                     let state = match kind {
                         Kind::None => ExecutionState::new(),
-                        Kind::Sqlite(mode) => ExecutionState::builder()
-                            .commit_mode(mode)
-                            .start(Arc::clone(&store))
+                        Kind::Sqlite(mode) => rt
+                            .block_on(
+                                ExecutionState::builder()
+                                    .commit_mode(mode)
+                                    .start(Arc::clone(&store)),
+                            )
                             .unwrap(),
                     };
                     total += rt.block_on(async {

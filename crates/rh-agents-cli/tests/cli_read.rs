@@ -63,7 +63,7 @@ impl Scratch {
 /// A finished run of `pipeline` with `tags` and one log record; returns its id.
 fn finished_run(store: &Arc<dyn StateStore>, pipeline: &str, tags: &[&str]) -> String {
     let state = started_run(store, pipeline, tags);
-    state.finish(&Ok::<_, rh_agents::Error>(())).unwrap();
+    state.finish_ok().unwrap();
     state.id().to_owned()
 }
 
@@ -73,9 +73,18 @@ fn started_run(store: &Arc<dyn StateStore>, pipeline: &str, tags: &[&str]) -> Ex
     for tag in tags {
         metadata = metadata.tag(*tag);
     }
-    let state = ExecutionState::builder()
-        .metadata(metadata)
-        .start(Arc::clone(store))
+    // Started on a runtime of its own, gone once started: the state writes its records all
+    // the same (only its mailbox is not watched, which these tests do not need).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let state = runtime
+        .block_on(
+            ExecutionState::builder()
+                .metadata(metadata)
+                .start(Arc::clone(store)),
+        )
         .unwrap();
     state.log(Severity::Info, "hello");
     state

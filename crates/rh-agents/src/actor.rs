@@ -15,6 +15,7 @@ use crate::BoxError;
 /// What kind of thing an actor is. Each kind can have its own state-level retry policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ActorKind {
     /// An API, a command, a function with side effects. Retried by default.
     Tool,

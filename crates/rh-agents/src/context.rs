@@ -14,12 +14,14 @@ use crate::interrupt::InterruptSignal;
 use crate::state::{ExecutionState, LogSite};
 use crate::storage::Storage;
 
-/// What a handler knows about its call: where it is, which attempt, the state, and the
-/// interrupt. Calls made through it are nested under this call's address.
+/// What a handler knows about its call: where it is, which attempt, the run's storage, and the
+/// interrupt. Calls made through it are nested under this call's address. It does not hand
+/// out the [`ExecutionState`]: calls made on that from inside a handler would land at root
+/// addresses numbered in scheduling order, which a resume could not replay.
 ///
 /// Cheap to clone. Each call gets its own context; nothing is kept in a global or a shared
 /// stack, so parallel tasks never race on it.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Ctx {
     pub(crate) state: ExecutionState,
     pub(crate) node: Arc<Node>,
@@ -28,6 +30,21 @@ pub struct Ctx {
     pub(crate) attempt: u32,
     /// The parallel group task this call runs in, if any (inherited by nested calls).
     pub(crate) group: Option<Arc<GroupRef>>,
+}
+
+/// The call's own facts and the run's id; the state's history is not printed.
+impl std::fmt::Debug for Ctx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ctx")
+            .field("address", &self.node.address)
+            .field("actor", &self.actor)
+            .field("kind", &self.kind)
+            .field("attempt", &self.attempt)
+            .field("group", &self.group)
+            .field("run", &self.state.id())
+            .field("interrupted", &self.state.is_interrupted())
+            .finish()
+    }
 }
 
 impl Ctx {
@@ -51,9 +68,19 @@ impl Ctx {
         &self.actor
     }
 
-    /// The state the call runs in.
-    pub fn state(&self) -> &ExecutionState {
-        &self.state
+    /// The id of the run the call is part of.
+    pub fn run_id(&self) -> &str {
+        self.state.id()
+    }
+
+    /// The run as a snapshot, now (e.g. to keep a checkpoint elsewhere from inside a long
+    /// handler).
+    ///
+    /// The state itself is not handed out: a call made on it from inside a handler would get
+    /// an address at the root, numbered in whatever order concurrent handlers reach it, and a
+    /// resume could not replay it. Nested calls go through [`call`](Self::call).
+    pub fn snapshot(&self) -> crate::store::Snapshot {
+        self.state.snapshot()
     }
 
     /// The state's key-value store.
@@ -78,6 +105,11 @@ impl Ctx {
         self.state.is_interrupted()
     }
 
+    /// The interrupt signal, once one was requested.
+    pub fn interrupt_signal(&self) -> Option<InterruptSignal> {
+        self.state.interrupt_signal()
+    }
+
     /// Resolves when an interrupt is requested: `select!` on it to stop cooperatively.
     ///
     /// # Cancel safety
@@ -87,14 +119,16 @@ impl Ctx {
         self.state.inner.interrupts.token.clone().cancelled_owned()
     }
 
-    /// A checkpoint inside the handler: consults external checkers and returns the interrupt
-    /// error if the run was interrupted (propagate it with `?`).
+    /// Checks for an interrupt inside the handler: consults the external checkers (when any
+    /// are registered) and returns the interrupt error if the run was interrupted (propagate
+    /// it with `?`). Nothing is saved (that is
+    /// [`ExecutionState::save_checkpoint`]).
     ///
     /// # Errors
     ///
     /// The interrupt error.
-    pub async fn checkpoint(&self) -> Result<(), Error> {
-        self.state.checkpoint().await
+    pub async fn check_interrupt(&self) -> Result<(), Error> {
+        self.state.check_interrupt().await
     }
 
     /// Requests an interrupt from inside the handler and returns the error to return with:

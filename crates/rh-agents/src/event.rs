@@ -102,6 +102,7 @@ impl fmt::Display for EventStatus {
 /// Severity of a log record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Severity {
     /// Detail for debugging.
     Debug,
@@ -136,6 +137,7 @@ pub struct GroupRef {
 
 /// Retry bookkeeping carried by every actor event.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RetryInfo {
     /// Zero-based attempt number this record belongs to.
     pub attempt: u32,
@@ -175,6 +177,7 @@ pub struct RetryInfo {
 /// assert!(err.to_string().contains("event schema version 99 is not supported"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Event {
     /// The JSON schema version (`"v"`).
     #[serde(rename = "v", default)]
@@ -242,6 +245,13 @@ pub struct Event {
     /// Whether the record was replayed from a saved state rather than run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub is_replayed: bool,
+    /// A short hash of the call's input (on `started` and `recovered`, in a state with a
+    /// store or a replay plan): a resume replays a completed call only when the call made at
+    /// its address has the same actor and this same hash. 16 hex digits of the SHA-256 of
+    /// the input's canonical JSON (object keys sorted). Absent in records written before
+    /// snapshot schema 1.1, which replay without the check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_hash: Option<Arc<str>>,
 }
 
 impl Event {
@@ -274,6 +284,7 @@ impl Event {
             level: None,
             is_final: false,
             is_replayed: false,
+            input_hash: None,
         }
     }
 

@@ -33,12 +33,20 @@ pub struct Storage {
 #[non_exhaustive]
 pub enum StorageError {
     /// The value has no JSON form (e.g. a map with non-text keys).
-    #[error("the value has no JSON form: {0}")]
+    #[error("the value has no JSON form")]
     Json(#[from] serde_json::Error),
     /// The value is kept in memory but the state's store could not save it; the run is
     /// being stopped so that no work goes on unrecorded.
-    #[error("the value is kept in memory but could not be saved: {0}")]
+    #[error("the value is kept in memory but could not be saved")]
     Store(#[from] StoreError),
+}
+
+impl StorageError {
+    /// This error and its causes on one line, for logs and people (`Display` shows this
+    /// error alone).
+    pub fn report(&self) -> String {
+        crate::error::describe(self).to_string()
+    }
 }
 
 impl Storage {

@@ -243,10 +243,10 @@ async fn is_interrupted_and_checkpoints_report_the_interrupt() {
     let actor = Actor::tool("watcher", move |(): (), ctx: Ctx| {
         let sink = Arc::clone(&sink);
         async move {
-            let before = (ctx.is_interrupted(), ctx.checkpoint().await.is_ok());
+            let before = (ctx.is_interrupted(), ctx.check_interrupt().await.is_ok());
             ctx.interrupted().await;
             let after = ctx.is_interrupted();
-            let checkpoint = ctx.checkpoint().await;
+            let checkpoint = ctx.check_interrupt().await;
             let reason = checkpoint
                 .as_ref()
                 .err()
@@ -258,7 +258,7 @@ async fn is_interrupted_and_checkpoints_report_the_interrupt() {
         }
     });
 
-    assert!(state.checkpoint().await.is_ok());
+    assert!(state.check_interrupt().await.is_ok());
     let (result, waited) = interrupt_after(&state, actor, Duration::from_secs(1)).await;
 
     assert!(result.unwrap_err().is_interrupted());
@@ -267,7 +267,7 @@ async fn is_interrupted_and_checkpoints_report_the_interrupt() {
         *seen.lock().unwrap(),
         [((false, true), true, Some(InterruptReason::UserCancelled))]
     );
-    let err = state.checkpoint().await.unwrap_err();
+    let err = state.check_interrupt().await.unwrap_err();
     assert!(err.is_interrupted());
     assert_eq!(
         err.interrupt().unwrap().reason,
@@ -288,7 +288,7 @@ async fn call_without_interrupt_completes_normally() {
     assert_eq!(output, "slept");
     assert_eq!(start.elapsed(), Duration::from_secs(2));
     assert!(!state.is_interrupted());
-    assert!(state.checkpoint().await.is_ok());
+    assert!(state.check_interrupt().await.is_ok());
     assert_eq!(statuses(&state, "fine#0"), [Started, Completed]);
     assert!(state
         .history()

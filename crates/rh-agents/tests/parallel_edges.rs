@@ -50,6 +50,38 @@ async fn an_external_checker_stops_a_group_whose_tasks_make_no_calls() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_hanging_checker_does_not_stall_the_groups_scheduling() {
+    // The checker never answers (each poll gives up after the 1 s check timeout). It is polled
+    // by the state's watcher, not by the group: tasks start the moment a worker is free.
+    let polls = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&polls);
+    let state = ExecutionState::builder()
+        .checker(InterruptChecker::from_async(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<bool>()
+        }))
+        .build();
+    let mut group = state.group::<()>("steady").max_workers(2);
+    for _ in 0..20 {
+        group.add(|_ctx: Ctx| async move {
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            Ok::<_, io::Error>(())
+        });
+    }
+    let started = tokio::time::Instant::now();
+
+    let outcome = group.run().await;
+
+    assert_eq!(outcome.record.status, GroupStatus::Completed);
+    // Ten waves of 150 ms, whatever the checker does.
+    assert_eq!(started.elapsed(), Duration::from_millis(1_500));
+    assert!(
+        polls.load(Ordering::SeqCst) >= 1,
+        "the checker was consulted"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_spent_time_limit_starts_no_task() {
     let state = ExecutionState::new();
     let started = Arc::new(AtomicUsize::new(0));

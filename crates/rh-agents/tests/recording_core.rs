@@ -196,6 +196,7 @@ async fn a_blocked_store_does_not_delay_an_interrupt() {
     let state = ExecutionState::builder()
         .grace_period(Duration::ZERO)
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     let id = state.id().to_owned();
     let tool = scripted("quick", vec![Step::Ok("done")]);
@@ -235,6 +236,7 @@ async fn sync_mode_reports_a_result_only_once_its_records_are_committed() {
     let state = ExecutionState::builder()
         .commit_mode(CommitMode::Sync)
         .start(store)
+        .await
         .unwrap();
     let attempts_saw = Arc::new(Mutex::new(Vec::new()));
     let flaky = {
@@ -244,7 +246,7 @@ async fn sync_mode_reports_a_result_only_once_its_records_are_committed() {
             let committed = gated.committed.load(Ordering::SeqCst);
             seen.lock()
                 .unwrap()
-                .push((committed, ctx.state().history().len() as u64));
+                .push((committed, ctx.snapshot().events.len() as u64));
             let attempt = ctx.attempt();
             async move {
                 if attempt == 0 {
@@ -288,6 +290,7 @@ async fn batched_mode_commits_in_groups_and_calls_never_wait_for_the_store() {
             max_delay: Duration::from_secs(3600),
         })
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     let id = state.id().to_owned();
     let tool = scripted("quick", vec![Step::Ok("done")]);
@@ -391,6 +394,7 @@ async fn progress_reaches_subscribers_and_streams_but_not_the_history_or_the_sto
     let state = ExecutionState::builder()
         .subscriber(watcher.clone())
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     let id = state.id().to_owned();
     let mut stream = state.stream().with_progress();
@@ -438,7 +442,10 @@ async fn progress_reaches_subscribers_and_streams_but_not_the_history_or_the_sto
 #[tokio::test(start_paused = true)]
 async fn annotations_are_merged_into_the_final_record() {
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     let llm = Actor::llm("answer", |(): (), ctx: Ctx| async move {
         ctx.annotate("usage", json!({ "input_tokens": 12, "output_tokens": 30 }));

@@ -130,10 +130,14 @@ fn child(db: &Path) {
     } else {
         CommitMode::Sync
     };
-    let state = ExecutionState::builder()
-        .id(RUN_ID)
-        .commit_mode(mode)
-        .start(store)
+    let runtime = runtime();
+    let state = runtime
+        .block_on(
+            ExecutionState::builder()
+                .id(RUN_ID)
+                .commit_mode(mode)
+                .start(store),
+        )
         .unwrap();
     let step = step_actor(counters(), true);
     // Each step whose result the pipeline got is noted in a file the parent reads after the
@@ -143,7 +147,7 @@ fn child(db: &Path) {
         .append(true)
         .open(db.with_extension("returned"))
         .unwrap();
-    runtime().block_on(async {
+    runtime.block_on(async {
         for i in 0..STEPS {
             assert_eq!(state.call(&step, i).await.unwrap(), i);
             use std::io::Write as _;
@@ -371,12 +375,13 @@ fn crash_and_resume(test_name: &str, batched: bool) {
 
     // Resume in this process, with a connection of its own, and run the same 40 steps.
     let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&db).unwrap());
-    let resumed = ExecutionState::builder()
-        .resume(Arc::clone(&store), RUN_ID, ReplayMode::Normal)
+    let runtime = runtime();
+    let resumed = runtime
+        .block_on(ExecutionState::builder().resume(Arc::clone(&store), RUN_ID, ReplayMode::Normal))
         .unwrap();
     let calls = counters();
     let step = step_actor(Arc::clone(&calls), false);
-    let results: Vec<u32> = runtime().block_on(async {
+    let results: Vec<u32> = runtime.block_on(async {
         let mut results = Vec::new();
         for i in 0..STEPS {
             results.push(resumed.call(&step, i).await.unwrap());

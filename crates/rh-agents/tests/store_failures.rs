@@ -12,7 +12,7 @@ use rh_agents::store::{
     ArtifactRef, ListFilter, MemoryStore, ReplayMode, RunInfo, RunStatus, Snapshot, SqliteStore,
     StateStore, StoreError, WriteLock,
 };
-use rh_agents::{Actor, Ctx, Error, Event, EventStatus, ExecutionState, InterruptSignal};
+use rh_agents::{Actor, Ctx, Event, EventStatus, ExecutionState, InterruptSignal};
 use serde_json::Value;
 use support::store::{counted, resume};
 
@@ -84,12 +84,15 @@ impl StateStore for FlakyStore {
 async fn a_failed_storage_write_is_kept_and_written_later_and_the_run_cannot_end_before() {
     let flaky = Arc::new(FlakyStore::default());
     let store: Arc<dyn StateStore> = Arc::<FlakyStore>::clone(&flaky);
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
 
     flaky.fail_storage.store(true, Ordering::SeqCst);
     let err = state.storage().set("k", &1).unwrap_err();
-    assert!(err.to_string().contains("disk full"), "{err}");
+    assert!(err.report().contains("disk full"), "{}", err.report());
     assert_eq!(
         state.storage().get::<u32>("k").unwrap(),
         Some(1),
@@ -99,15 +102,12 @@ async fn a_failed_storage_write_is_kept_and_written_later_and_the_run_cannot_end
     state.log(rh_agents::Severity::Info, "after");
     assert!(state.is_interrupted());
     // While the change is unsaved, the run cannot be saved as ended.
-    assert!(state.finish(&Ok::<_, Error>(())).is_err());
+    assert!(state.finish_ok().is_err());
     assert!(!store.load(&id).unwrap().storage.contains_key("k"));
 
     // The store recovers: the kept change is written with the next save.
     flaky.fail_storage.store(false, Ordering::SeqCst);
-    assert_eq!(
-        state.finish(&Ok::<_, Error>(())).unwrap(),
-        RunStatus::Completed
-    );
+    assert_eq!(state.finish_ok().unwrap(), RunStatus::Completed);
     assert_eq!(
         store.load(&id).unwrap().storage.get("k"),
         Some(&Value::from(1))
@@ -135,7 +135,10 @@ async fn a_result_set_aside_by_a_resume_from_an_address_never_comes_back() {
         })
         .retry(rh_agents::RetryPolicy::disabled())
     };
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     state.call(&a.actor, 1).await.unwrap();
     assert_eq!(state.call(&b, 1).await.unwrap(), 101);
@@ -143,7 +146,7 @@ async fn a_result_set_aside_by_a_resume_from_an_address_never_comes_back() {
 
     // Run again from b: it fails now.
     fails.store(true, Ordering::SeqCst);
-    let again = resume(&store, &id, ReplayMode::FromAddress("b#0".into()));
+    let again = resume(&store, &id, ReplayMode::FromAddress("b#0".into())).await;
     again.call(&a.actor, 1).await.unwrap();
     assert!(again.call(&b, 1).await.is_err());
     drop(again);
@@ -151,7 +154,7 @@ async fn a_result_set_aside_by_a_resume_from_an_address_never_comes_back() {
 
     // A normal resume must not bring back the result the failed re-run replaced.
     fails.store(false, Ordering::SeqCst);
-    let last = resume(&store, &id, ReplayMode::Normal);
+    let last = resume(&store, &id, ReplayMode::Normal).await;
     last.call(&a.actor, 1).await.unwrap();
     assert_eq!(last.call(&b, 1).await.unwrap(), 101);
     assert_eq!(runs.load(Ordering::SeqCst), 3, "b ran again");
@@ -160,16 +163,19 @@ async fn a_result_set_aside_by_a_resume_from_an_address_never_comes_back() {
 
     // A resume from an address that is interrupted before reaching it sets results aside
     // too: the marker of that resume says so to later resumes.
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     state.call(&a.actor, 1).await.unwrap();
     state.call(&b, 1).await.unwrap();
     drop(state);
-    let partial = resume(&store, &id, ReplayMode::FromAddress("a#0".into()));
+    let partial = resume(&store, &id, ReplayMode::FromAddress("a#0".into())).await;
     drop(partial);
     let runs_before = runs.load(Ordering::SeqCst);
     let calls_before = a.calls();
-    let last = resume(&store, &id, ReplayMode::Normal);
+    let last = resume(&store, &id, ReplayMode::Normal).await;
     last.call(&a.actor, 1).await.unwrap();
     last.call(&b, 1).await.unwrap();
     assert_eq!(a.calls(), calls_before + 1);
@@ -194,13 +200,16 @@ async fn a_validation_rerun_that_fails_is_a_mismatch_and_is_not_replayed_later()
         })
         .retry(rh_agents::RetryPolicy::disabled())
     };
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     state.call(&step, 7).await.unwrap();
     drop(state);
 
     fails.store(true, Ordering::SeqCst);
-    let check = resume(&store, &id, ReplayMode::Validation);
+    let check = resume(&store, &id, ReplayMode::Validation).await;
     assert!(check.call(&step, 7).await.is_err());
     let mismatches = check.mismatches();
     assert_eq!(mismatches.len(), 1);
@@ -211,7 +220,7 @@ async fn a_validation_rerun_that_fails_is_a_mismatch_and_is_not_replayed_later()
         .contains("gone"));
     drop(check);
 
-    let next = resume(&store, &id, ReplayMode::Normal);
+    let next = resume(&store, &id, ReplayMode::Normal).await;
     assert!(
         next.call(&step, 7).await.is_err(),
         "the failed re-run withdrew the old result: the call runs"
@@ -222,7 +231,10 @@ async fn a_validation_rerun_that_fails_is_a_mismatch_and_is_not_replayed_later()
 async fn a_replay_that_fails_is_recorded_where_it_failed() {
     let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
     let number = counted("step", |x| x + 1);
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     state.call(&number.actor, 1).await.unwrap();
     drop(state);
@@ -230,7 +242,7 @@ async fn a_replay_that_fails_is_recorded_where_it_failed() {
     let text = Actor::tool("step", |x: u32, _ctx: Ctx| async move {
         Ok::<_, std::io::Error>(format!("{x}"))
     });
-    let resumed = resume(&store, &id, ReplayMode::Normal);
+    let resumed = resume(&store, &id, ReplayMode::Normal).await;
     assert!(resumed.call(&text, 1).await.is_err());
     let last = resumed.history().latest("step#0").unwrap();
     assert_eq!(last.status, EventStatus::Failed);
@@ -334,9 +346,12 @@ fn many_processes_opening_a_new_store_at_once_all_get_in() {
         let store: Arc<dyn StateStore> =
             Arc::new(SqliteStore::open(&path).unwrap_or_else(|e| panic!("open: {e}")));
         let id = format!("run-{}", std::process::id());
-        let state = ExecutionState::builder()
-            .id(id)
-            .start(store)
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let state = runtime
+            .block_on(ExecutionState::builder().id(id).start(store))
             .unwrap_or_else(|e| panic!("start: {e}"));
         state.log(rh_agents::Severity::Info, "hello");
         return;

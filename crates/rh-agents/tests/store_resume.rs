@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rh_agents::store::{
-    interrupt_checker, ListFilter, MemoryStore, Mismatch, ReplayMode, RunMetadata, RunStatus,
-    Snapshot, StateStore, StoreError,
+    interrupt_checker, ListFilter, MemoryStore, Mismatch, MismatchKind, ReplayMode, RunMetadata,
+    RunStatus, Snapshot, StateStore, StoreError,
 };
 use rh_agents::{
     Actor, ActorKind, Address, Ctx, Error, Event, EventStatus, ExecutionState, InterruptReason,
@@ -61,7 +61,10 @@ async fn normal_replays_completed_calls_and_runs_the_rest(backend: TestStore) {
     let stopper = interrupts_once("stopper");
     let never = counted("never", |x| x * 10);
 
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     assert_eq!(state.replay_mode(), None, "a new run replays nothing");
     assert_eq!(state.call(&ok.actor, 1).await.unwrap(), 2);
@@ -82,6 +85,7 @@ async fn normal_replays_completed_calls_and_runs_the_rest(backend: TestStore) {
         .metadata(RunMetadata::new().tag("ignored"))
         .subscriber(subscriber)
         .resume(Arc::clone(&store), &id, ReplayMode::Normal)
+        .await
         .unwrap();
     let stream = resumed.stream();
     assert_eq!(resumed.replay_mode(), Some(&ReplayMode::Normal));
@@ -128,10 +132,7 @@ async fn normal_replays_completed_calls_and_runs_the_rest(backend: TestStore) {
     assert_eq!(stopper.calls(), 2);
     assert_eq!(resumed.call(&never.actor, 3).await.unwrap(), 30);
     assert_eq!(never.calls(), 1);
-    assert_eq!(
-        resumed.finish(&Ok::<_, Error>(())).unwrap(),
-        RunStatus::Completed
-    );
+    assert_eq!(resumed.finish_ok().unwrap(), RunStatus::Completed);
     assert_eq!(stored_status(&store, &id), RunStatus::Completed);
     let events = resumed.history().events();
     assert_eq!(count(&events, "ok#0", Recovered), 1);
@@ -161,7 +162,10 @@ async fn normal_replays_completed_calls_and_runs_the_rest(backend: TestStore) {
 async fn republish_all_delivers_the_replayed_records(backend: TestStore) {
     let store = backend.store();
     let ok = counted("ok", |x| x + 1);
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     state.call(&ok.actor, 1).await.unwrap();
     state.call(&ok.actor, 2).await.unwrap();
@@ -171,6 +175,7 @@ async fn republish_all_delivers_the_replayed_records(backend: TestStore) {
     let resumed = ExecutionState::builder()
         .subscriber(subscriber)
         .resume(Arc::clone(&store), &id, ReplayMode::RepublishAll)
+        .await
         .unwrap();
     let stream = resumed.stream();
     assert_eq!(resumed.call(&ok.actor, 1).await.unwrap(), 2);
@@ -230,16 +235,19 @@ async fn validation_reruns_everything_and_reports_changed_results(backend: TestS
     let drift = drifting("drift");
     let stable_doc = paged("stable_doc", true);
     let drift_doc = paged("drift_doc", false);
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     state.call(&stable.actor, 2).await.unwrap();
     assert_eq!(state.call(&drift.actor, 0).await.unwrap(), 1);
     state.call(&stable_doc.actor, 1).await.unwrap();
     state.call(&drift_doc.actor, 1).await.unwrap();
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     drop(state);
 
-    let resumed = resume(&store, &id, ReplayMode::Validation);
+    let resumed = resume(&store, &id, ReplayMode::Validation).await;
     let before = resumed.history().len();
     assert_eq!(resumed.call(&stable.actor, 2).await.unwrap(), 6);
     assert_eq!(
@@ -263,18 +271,20 @@ async fn validation_reruns_everything_and_reports_changed_results(backend: TestS
     assert_eq!(
         mismatches,
         [
-            Mismatch {
-                address: Address::parse("drift#0"),
-                actor: "drift".to_owned(),
-                expected: json!(1),
-                actual: json!(2),
-            },
-            Mismatch {
-                address: Address::parse("drift_doc#0"),
-                actor: "drift_doc".to_owned(),
-                expected: json!({"n": 1, "text": "run 1"}),
-                actual: json!({"n": 1, "text": "run 2"}),
-            },
+            Mismatch::new(
+                Address::parse("drift#0"),
+                "drift",
+                MismatchKind::Result,
+                json!(1),
+                json!(2),
+            ),
+            Mismatch::new(
+                Address::parse("drift_doc#0"),
+                "drift_doc",
+                MismatchKind::Result,
+                json!({"n": 1, "text": "run 1"}),
+                json!({"n": 1, "text": "run 2"}),
+            ),
         ]
     );
 
@@ -344,18 +354,24 @@ async fn from_address_replays_before_it_and_runs_it_and_after(backend: TestStore
             Ok::<_, Error>((x, y))
         }
     };
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     assert_eq!(pipeline(state.clone()).await.unwrap(), (6, 130));
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     drop(state);
 
     // An address that is not in the history: refused, and the run is left as it was.
-    match ExecutionState::builder().resume(
-        Arc::clone(&store),
-        &id,
-        ReplayMode::FromAddress("zzz#0".into()),
-    ) {
+    match ExecutionState::builder()
+        .resume(
+            Arc::clone(&store),
+            &id,
+            ReplayMode::FromAddress("zzz#0".into()),
+        )
+        .await
+    {
         Err(StoreError::UnknownAddress { id: run, address }) => {
             assert_eq!((run.as_str(), address.as_str()), (id.as_str(), "zzz#0"));
         }
@@ -367,7 +383,7 @@ async fn from_address_replays_before_it_and_runs_it_and_after(backend: TestStore
         "the refused resume let go of the run"
     );
 
-    let resumed = resume(&store, &id, ReplayMode::FromAddress("b#0".into()));
+    let resumed = resume(&store, &id, ReplayMode::FromAddress("b#0".into())).await;
     assert_eq!(pipeline(resumed.clone()).await.unwrap(), (6, 130));
     assert_eq!((a.calls(), b.calls(), c.calls()), (1, 2, 2));
     assert_eq!(search.calls(), 4, "everything after b runs again");
@@ -382,7 +398,8 @@ async fn from_address_replays_before_it_and_runs_it_and_after(backend: TestStore
         &store,
         &id,
         ReplayMode::FromAddress("planner#0/search#1".into()),
-    );
+    )
+    .await;
     assert_eq!(pipeline(resumed.clone()).await.unwrap(), (6, 130));
     assert_eq!((a.calls(), b.calls(), c.calls()), (1, 2, 2));
     assert_eq!(search.calls(), 5, "only search#1 runs");
@@ -417,7 +434,10 @@ async fn multi_turn_resume_never_reruns_completed_steps(backend: TestStore) {
     };
     let runs = |s: &Steps| (s.a.calls(), s.b.calls(), s.c.calls(), s.d.calls());
 
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     let outcome = pipeline(&state, &steps).await;
     assert!(outcome.as_ref().unwrap_err().is_interrupted());
@@ -427,7 +447,7 @@ async fn multi_turn_resume_never_reruns_completed_steps(backend: TestStore) {
     let first = store.load(&id).unwrap();
     assert_eq!(first.status, RunStatus::Interrupted);
 
-    let state = resume(&store, &id, ReplayMode::Normal);
+    let state = resume(&store, &id, ReplayMode::Normal).await;
     let outcome = pipeline(&state, &steps).await;
     assert!(outcome.as_ref().unwrap_err().is_interrupted());
     state.finish(&outcome).unwrap();
@@ -440,19 +460,19 @@ async fn multi_turn_resume_never_reruns_completed_steps(backend: TestStore) {
     let second = store.load(&id).unwrap();
     assert_eq!(second.status, RunStatus::Interrupted);
 
-    let state = resume(&store, &id, ReplayMode::Normal);
+    let state = resume(&store, &id, ReplayMode::Normal).await;
     assert_eq!(pipeline(&state, &steps).await.unwrap(), (2 + 100 + 100) * 2);
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     assert_eq!(runs(&steps), (1, 2, 2, 1));
     drop(state);
     let third = store.load(&id).unwrap();
     assert_eq!(third.status, RunStatus::Completed);
 
     // Once more: everything replays, whichever record (COMPLETED or RECOVERED) came last.
-    let state = resume(&store, &id, ReplayMode::Normal);
+    let state = resume(&store, &id, ReplayMode::Normal).await;
     assert_eq!(pipeline(&state, &steps).await.unwrap(), 404);
     assert_eq!(runs(&steps), (1, 2, 2, 1));
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     drop(state);
     let fourth = store.load(&id).unwrap();
 
@@ -503,7 +523,7 @@ fn checkpointing_planner(
         async move {
             let found = ctx.call(&search, x).await?;
             if !taken.swap(true, Ordering::SeqCst) {
-                checkpoints.save(&ctx.state().snapshot()).unwrap();
+                checkpoints.save(&ctx.snapshot()).unwrap();
             }
             let written = ctx.call(&write, found).await?;
             Ok::<_, Error>(written)
@@ -542,7 +562,7 @@ async fn checkpoint_taken_inside_a_handler_restores_and_replays_the_first_child(
 
         let restored = if resume_from_store {
             let store: Arc<dyn StateStore> = Arc::<MemoryStore>::clone(&checkpoints);
-            resume(&store, "with-checkpoint", ReplayMode::Normal)
+            resume(&store, "with-checkpoint", ReplayMode::Normal).await
         } else {
             ExecutionState::builder()
                 .restore(checkpoint.clone(), ReplayMode::Normal)
@@ -587,7 +607,10 @@ async fn a_fresh_run_never_replays() {
     let store = TestStore::memory();
     for durable in [false, true] {
         let state = if durable {
-            ExecutionState::builder().start(store.store()).unwrap()
+            ExecutionState::builder()
+                .start(store.store())
+                .await
+                .unwrap()
         } else {
             ExecutionState::new()
         };
@@ -649,6 +672,7 @@ async fn interrupt_in_a_backoff_is_saved_before_the_caller_hears(backend: TestSt
         .id(id)
         .subscriber(subscriber)
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     assert_eq!(state.call(&prep.actor, 1).await.unwrap(), 2);
     let task = spawn_call(&state, flaky_actor.clone());
@@ -683,7 +707,7 @@ async fn interrupt_in_a_backoff_is_saved_before_the_caller_hears(backend: TestSt
     );
     drop(state);
 
-    let resumed = resume(&store, id, ReplayMode::Normal);
+    let resumed = resume(&store, id, ReplayMode::Normal).await;
     assert_eq!(resumed.call(&prep.actor, 1).await.unwrap(), 2);
     assert_eq!(prep.calls(), 1, "the completed step is not run again");
     assert_eq!(resumed.call(&flaky_actor, ()).await.unwrap(), "fine");
@@ -701,7 +725,10 @@ async fn interrupt_in_a_backoff_is_saved_before_the_caller_hears(backend: TestSt
 async fn finish_saves_how_the_run_ended(backend: TestStore) {
     let store = backend.store();
     let broken = scripted("broken", vec![Step::Permanent("no such file")]);
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     let outcome = state.call(&broken.actor, ()).await;
     assert!(outcome.is_err());
@@ -718,7 +745,7 @@ async fn finish_saves_how_the_run_ended(backend: TestStore) {
     state.save_checkpoint().unwrap();
     assert_eq!(stored_status(&store, &id), RunStatus::Paused);
     state.request_interrupt(InterruptReason::Timeout);
-    let interrupted = state.checkpoint().await;
+    let interrupted = state.check_interrupt().await;
     assert!(interrupted.as_ref().unwrap_err().is_interrupted());
     assert_eq!(state.finish(&interrupted).unwrap(), RunStatus::Interrupted);
     assert_eq!(stored_status(&store, &id), RunStatus::Interrupted);
@@ -731,6 +758,7 @@ async fn interrupt_requests_left_in_the_store_stop_the_run(backend: TestStore) {
         .id(id)
         .grace_period(Duration::ZERO)
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     state.add_checker(interrupt_checker(Arc::clone(&store), id));
     assert_eq!(store.pending_interrupt(id).unwrap(), None);
@@ -766,6 +794,7 @@ async fn interrupt_requests_left_in_the_store_stop_the_run(backend: TestStore) {
     let resumed = ExecutionState::builder()
         .checker(interrupt_checker(Arc::clone(&store), id))
         .resume(Arc::clone(&store), id, ReplayMode::Normal)
+        .await
         .unwrap();
     assert_eq!(
         store.pending_interrupt(id).unwrap(),
@@ -775,7 +804,7 @@ async fn interrupt_requests_left_in_the_store_stop_the_run(backend: TestStore) {
     assert!(!resumed.is_interrupted());
     assert_eq!(resumed.call(&sleeper.actor, ()).await.unwrap(), "slept");
     assert_eq!(sleeper.calls(), 2);
-    resumed.checkpoint().await.unwrap();
+    resumed.check_interrupt().await.unwrap();
 
     // A request for a run the store does not hold.
     assert!(matches!(
@@ -790,16 +819,23 @@ async fn a_run_has_one_writer(backend: TestStore) {
     let state = ExecutionState::builder()
         .id("solo")
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     assert!(store.is_writing("solo").unwrap());
+    // Without a wait for the writer to go (see `a_resume_waits_for_the_previous_writer…`).
     assert!(matches!(
         ExecutionState::builder()
             .id("solo")
-            .start(Arc::clone(&store)),
+            .writer_wait(Duration::ZERO)
+            .start(Arc::clone(&store))
+            .await,
         Err(StoreError::Locked { .. })
     ));
     assert!(matches!(
-        ExecutionState::builder().resume(Arc::clone(&store), "solo", ReplayMode::Normal),
+        ExecutionState::builder()
+            .writer_wait(Duration::ZERO)
+            .resume(Arc::clone(&store), "solo", ReplayMode::Normal)
+            .await,
         Err(StoreError::Locked { .. })
     ));
     let snapshot: Snapshot = state.snapshot();
@@ -810,14 +846,16 @@ async fn a_run_has_one_writer(backend: TestStore) {
     drop(state);
     assert!(!store.is_writing("solo").unwrap());
     assert!(matches!(
-        ExecutionState::builder().id("solo").start(Arc::clone(&store)),
+        ExecutionState::builder().id("solo").start(Arc::clone(&store)).await,
         Err(StoreError::AlreadyExists { id }) if id == "solo"
     ));
-    let resumed = resume(&store, "solo", ReplayMode::Normal);
+    let resumed = resume(&store, "solo", ReplayMode::Normal).await;
     assert!(store.is_writing("solo").unwrap());
     drop(resumed);
     assert!(matches!(
-        ExecutionState::builder().resume(Arc::clone(&store), "missing", ReplayMode::Normal),
+        ExecutionState::builder()
+            .resume(Arc::clone(&store), "missing", ReplayMode::Normal)
+            .await,
         Err(StoreError::NotFound { .. })
     ));
     assert!(!store.is_writing("missing").unwrap());
@@ -844,7 +882,10 @@ async fn parallel_tasks_replay_what_completed_and_rerun_what_failed(backend: Tes
             group.run().await
         }
     };
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     let outcome = run_group(state.clone()).await;
     assert_eq!(outcome.successes().count(), 2);
@@ -853,7 +894,7 @@ async fn parallel_tasks_replay_what_completed_and_rerun_what_failed(backend: Tes
     assert_eq!(state.finish(&Err::<(), _>(err)).unwrap(), RunStatus::Failed);
     drop(state);
 
-    let resumed = resume(&store, &id, ReplayMode::Normal);
+    let resumed = resume(&store, &id, ReplayMode::Normal).await;
     let outcome = run_group(resumed.clone()).await;
     let results: Vec<String> = outcome.results.into_iter().map(Result::unwrap).collect();
     assert_eq!(results, ["0", "now", "4"]);
@@ -879,7 +920,10 @@ async fn parallel_tasks_replay_what_completed_and_rerun_what_failed(backend: Tes
 async fn a_recorded_result_of_another_type_is_a_replay_error(backend: TestStore) {
     let store = backend.store();
     let number = counted("step", |x| x + 1);
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     state.call(&number.actor, 1).await.unwrap();
     drop(state);
@@ -891,7 +935,7 @@ async fn a_recorded_result_of_another_type_is_a_replay_error(backend: TestStore)
         counter.fetch_add(1, Ordering::SeqCst);
         async move { Ok::<_, std::io::Error>(format!("{x}")) }
     });
-    let resumed = resume(&store, &id, ReplayMode::Normal);
+    let resumed = resume(&store, &id, ReplayMode::Normal).await;
     let err = resumed.call(&text, 1).await.unwrap_err();
     assert_eq!(err.kind(), rh_agents::ErrorKind::Replay);
     assert_eq!(err.address().unwrap().as_str(), "step#0");
@@ -904,7 +948,7 @@ async fn a_recorded_result_of_another_type_is_a_replay_error(backend: TestStore)
     drop(resumed);
 
     // Resumed from that address, it runs.
-    let resumed = resume(&store, &id, ReplayMode::FromAddress("step#0".into()));
+    let resumed = resume(&store, &id, ReplayMode::FromAddress("step#0".into())).await;
     assert_eq!(resumed.call(&text, 1).await.unwrap(), "1");
     assert_eq!(texts.load(Ordering::SeqCst), 1);
 }
@@ -916,13 +960,16 @@ async fn a_recorded_result_of_another_type_is_a_replay_error(backend: TestStore)
 async fn after_an_interrupt_replayed_calls_stop_too(backend: TestStore) {
     let store = backend.store();
     let ok = counted("ok", |x| x + 1);
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     state.call(&ok.actor, 1).await.unwrap();
     state.call(&ok.actor, 2).await.unwrap();
     drop(state);
 
-    let resumed = resume(&store, &id, ReplayMode::Normal);
+    let resumed = resume(&store, &id, ReplayMode::Normal).await;
     assert_eq!(resumed.call(&ok.actor, 1).await.unwrap(), 2);
     resumed.request_interrupt(InterruptSignal::new(InterruptReason::UserCancelled));
     let after = resumed.history().len();
@@ -957,3 +1004,41 @@ on_both_stores!(
     interrupt_requests_left_in_the_store_stop_the_run,
     a_run_has_one_writer,
 );
+
+#[tokio::test(start_paused = true)]
+async fn a_resume_waits_for_the_previous_writer_to_go_then_gives_up_with_locked() {
+    let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+    let first = ExecutionState::builder()
+        .id("handover")
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
+    // The previous writer lets go 300 ms from now (an interrupted run saving its last records).
+    let leaving = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        drop(first);
+    });
+    let start = tokio::time::Instant::now();
+    let resumed = ExecutionState::builder()
+        .writer_wait(Duration::from_secs(2))
+        .resume(Arc::clone(&store), "handover", ReplayMode::Normal)
+        .await
+        .unwrap();
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(300) && waited < Duration::from_millis(500),
+        "waited {waited:?}"
+    );
+    leaving.await.unwrap();
+
+    // A writer that stays: refused once the wait is over, with the holder named.
+    let start = tokio::time::Instant::now();
+    let refused = ExecutionState::builder()
+        .writer_wait(Duration::from_secs(2))
+        .resume(Arc::clone(&store), "handover", ReplayMode::Normal)
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, StoreError::Locked { .. }), "{refused:?}");
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    drop(resumed);
+}

@@ -286,6 +286,7 @@ async fn durable_run_is_stored_exactly_as_it_ran(backend: TestStore) {
     let state = ExecutionState::builder()
         .metadata(full_metadata())
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     let id = state.id().to_owned();
     let signal = busy_run(&state).await;
@@ -476,6 +477,7 @@ async fn list_filters_and_orders_newest_first(backend: TestStore) {
         .id("live")
         .metadata(RunMetadata::new().pipeline("ingest").tag("nightly"))
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     let double = counted("double", |x| x * 2);
     state.call(&double.actor, 1).await.unwrap();
@@ -533,7 +535,7 @@ async fn sample_snapshot() -> Snapshot {
 async fn another_major_version_is_refused_naming_both() {
     let snapshot = sample_snapshot().await;
     let text = snapshot.to_json();
-    assert!(text.contains(r#""schema_version":"1.0""#));
+    assert!(text.contains(r#""schema_version":"1.1""#));
 
     for found in ["2.0", "0.9", "3"] {
         let err = Snapshot::from_json(&version_of(&text, found)).unwrap_err();
@@ -544,13 +546,13 @@ async fn another_major_version_is_refused_naming_both() {
             } => {
                 let expected = if found == "3" { "3.0" } else { found };
                 assert_eq!(f, expected);
-                assert_eq!(supported, "1.0");
+                assert_eq!(supported, "1.1");
             }
             other => panic!("expected IncompatibleVersion for {found}, got {other:?}"),
         }
         let message = err.to_string();
         assert!(
-            message.contains(found) && message.contains("1.0"),
+            message.contains(found) && message.contains("1.1"),
             "{message}"
         );
     }
@@ -766,7 +768,10 @@ async fn diff_shows_what_changed_between_two_snapshots() {
 
 async fn same_bytes_are_stored_once_and_reload_after_resume(backend: TestStore) {
     let store = backend.store();
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     let a = state
         .put_artifact("report", b"# same content", Some("text/markdown"))
@@ -801,7 +806,7 @@ async fn same_bytes_are_stored_once_and_reload_after_resume(backend: TestStore) 
     ));
     drop(state);
 
-    let resumed = resume(&store, &id, ReplayMode::Normal);
+    let resumed = resume(&store, &id, ReplayMode::Normal).await;
     assert_eq!(resumed.artifacts(), stored.artifacts);
     assert_eq!(
         resumed.artifact("report").unwrap().unwrap(),
@@ -849,7 +854,10 @@ async fn artifact_outputs_are_kept_aside_and_replayed_from_the_artifact(backend:
     let store = backend.store();
     let calls = Arc::new(AtomicU32::new(0));
     let draft = writer(&calls);
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     let doc = state.call(&draft, 3).await.unwrap();
     assert_eq!(doc.pages.len(), 3);
@@ -873,7 +881,7 @@ async fn artifact_outputs_are_kept_aside_and_replayed_from_the_artifact(backend:
     assert_eq!(stored_completed.artifact.as_deref(), Some(&artifact));
     drop(state);
 
-    let resumed = resume(&store, &id, ReplayMode::Normal);
+    let resumed = resume(&store, &id, ReplayMode::Normal).await;
     let again = resumed.call(&draft, 3).await.unwrap();
     assert_eq!(again, doc);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "replayed, not run");
@@ -894,6 +902,7 @@ async fn json_export_carries_artifact_bytes(backend: TestStore) {
     let state = ExecutionState::builder()
         .metadata(full_metadata())
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     let id = state.id().to_owned();
     let doc = state.call(&draft, 2).await.unwrap();
@@ -904,7 +913,7 @@ async fn json_export_carries_artifact_bytes(backend: TestStore) {
         .put_artifact("notes-copy", b"free text", None)
         .unwrap();
     state.storage().set("k", &"v").unwrap();
-    state.finish(&Ok::<_, rh_agents::Error>(())).unwrap();
+    state.finish_ok().unwrap();
     drop(state);
 
     let (path, _dir) = backend.file("run.json");
@@ -928,7 +937,7 @@ async fn json_export_carries_artifact_bytes(backend: TestStore) {
             json::import(&*target.store, &path),
             Err(StoreError::AlreadyExists { .. })
         ));
-        let resumed = resume(&target.store, &id, ReplayMode::Normal);
+        let resumed = resume(&target.store, &id, ReplayMode::Normal).await;
         assert_eq!(resumed.artifact("notes").unwrap().unwrap(), b"free text");
         assert_eq!(resumed.storage().get::<String>("k").unwrap().unwrap(), "v");
         assert_eq!(resumed.call(&draft, 2).await.unwrap(), doc);
@@ -942,7 +951,10 @@ async fn json_export_carries_artifact_bytes(backend: TestStore) {
 
 async fn tampered_or_missing_artifacts_in_a_file_are_refused(backend: TestStore) {
     let store = backend.store();
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     let artifact = state.put_artifact("notes", b"free text", None).unwrap();
     drop(state);
@@ -989,7 +1001,10 @@ async fn tampered_or_missing_artifacts_in_a_file_are_refused(backend: TestStore)
 
 async fn storage_is_written_through_at_once(backend: TestStore) {
     let store = backend.store();
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     let stored = |key: &str| store.load(&id).unwrap().storage.get(key).cloned();
 
@@ -1022,7 +1037,7 @@ async fn storage_is_written_through_at_once(backend: TestStore) {
     drop(state);
 
     // A resume restores it, and goes on writing through.
-    let resumed = resume(&store, &id, ReplayMode::Normal);
+    let resumed = resume(&store, &id, ReplayMode::Normal).await;
     assert_eq!(resumed.storage().get::<u32>("seen-7").unwrap(), Some(7));
     assert_eq!(
         resumed.storage().snapshot(),
@@ -1061,6 +1076,7 @@ async fn every_record_is_stored_before_it_is_delivered(backend: TestStore) {
         .id("ordered")
         .subscriber(subscriber)
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     let flaky = scripted("flaky", vec![Step::Fail("once"), Step::Ok("ok")]);
     state
@@ -1083,6 +1099,7 @@ async fn durable_runs_are_listed_newest_first(backend: TestStore) {
         let state = ExecutionState::builder()
             .id(format!("run-{i}"))
             .start(Arc::clone(&store))
+            .await
             .unwrap();
         started.push(state.id().to_owned());
     }
@@ -1112,11 +1129,12 @@ async fn any_id_can_name_a_run(backend: TestStore) {
         let state = ExecutionState::builder()
             .id(id)
             .start(Arc::clone(&store))
+            .await
             .unwrap();
         state.call(&double.actor, 1).await.unwrap();
         state.storage().set("id", &id).unwrap();
         drop(state);
-        let resumed = resume(&store, id, ReplayMode::Normal);
+        let resumed = resume(&store, id, ReplayMode::Normal).await;
         assert_eq!(resumed.id(), id);
         assert_eq!(resumed.call(&double.actor, 1).await.unwrap(), 2);
         assert_eq!(
@@ -1183,6 +1201,7 @@ async fn appended_records_must_continue_the_numbering(backend: TestStore) {
     let state = ExecutionState::builder()
         .id(id)
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     drop(state);
     store.append_events(id, &events[..1]).unwrap();

@@ -17,8 +17,7 @@ use rh_agents::store::{
     SqliteStore, StateStore, StoreError,
 };
 use rh_agents::{
-    Actor, Ctx, Error, ErrorKind, EventStatus, ExecutionState, InterruptReason, InterruptSignal,
-    Severity,
+    Actor, Ctx, ErrorKind, EventStatus, ExecutionState, InterruptReason, InterruptSignal, Severity,
 };
 use serde_json::json;
 use support::store::{counted, resume, stored_status};
@@ -46,14 +45,17 @@ fn raw(path: &Path) -> rusqlite::Connection {
 
 /// A finished run with a few calls, storage and an artifact; returns its id.
 async fn finished_run(store: &Arc<dyn StateStore>) -> String {
-    let state = ExecutionState::builder().start(Arc::clone(store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(store))
+        .await
+        .unwrap();
     let double = counted("double", |x| x * 2);
     for i in 0..3 {
         state.call(&double.actor, i).await.unwrap();
     }
     state.storage().set("k", &json!({"a": 1})).unwrap();
     state.put_artifact("notes", b"some notes", None).unwrap();
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     state.id().to_owned()
 }
 
@@ -65,21 +67,28 @@ async fn a_second_writer_on_another_handle_is_locked_out_until_the_first_is_drop
     let state = ExecutionState::builder()
         .id("job")
         .start(Arc::clone(&first))
+        .await
         .unwrap();
     let double = counted("double", |x| x * 2);
     state.call(&double.actor, 1).await.unwrap();
 
+    // The state's builder would wait for the writer (`writer_wait`): here it gives up at once.
     let refused = [
         ExecutionState::builder()
+            .writer_wait(Duration::ZERO)
             .resume(Arc::clone(&second), "job", ReplayMode::Normal)
+            .await
             .map(drop),
         ExecutionState::builder()
             .id("job")
+            .writer_wait(Duration::ZERO)
             .start(Arc::clone(&second))
+            .await
             .map(drop),
         ExecutionState::builder()
             .id("job")
             .start(Arc::clone(&first))
+            .await
             .map(drop),
         second.lock_writer("job").map(drop),
         second.delete("job").map(drop),
@@ -106,12 +115,13 @@ async fn a_second_writer_on_another_handle_is_locked_out_until_the_first_is_drop
     let other = ExecutionState::builder()
         .id("other")
         .start(Arc::clone(&second))
+        .await
         .unwrap();
     drop(other);
 
     drop(state);
     assert!(!second.is_writing("job").unwrap());
-    let resumed = resume(&second, "job", ReplayMode::Normal);
+    let resumed = resume(&second, "job", ReplayMode::Normal).await;
     assert_eq!(resumed.call(&double.actor, 1).await.unwrap(), 2);
     assert_eq!(double.calls(), 1, "replayed through the other handle");
     assert!(
@@ -138,7 +148,7 @@ async fn runs_outlive_the_handle_that_wrote_them() {
     let store = open(&path);
     assert_eq!(store.load(&id).unwrap(), stored);
     let double = counted("double", |x| x * 2);
-    let resumed = resume(&store, &id, ReplayMode::Normal);
+    let resumed = resume(&store, &id, ReplayMode::Normal).await;
     for i in 0..3 {
         assert_eq!(resumed.call(&double.actor, i).await.unwrap(), i * 2);
     }
@@ -147,13 +157,14 @@ async fn runs_outlive_the_handle_that_wrote_them() {
     assert_eq!(resumed.storage().get_value("k"), Some(json!({"a": 1})));
 }
 
-#[test]
-fn readers_list_and_load_while_a_writer_appends() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_list_and_load_while_a_writer_appends() {
     let (_dir, path) = db_path();
     let writer_store = open(&path);
     let state = ExecutionState::builder()
         .id("busy")
         .start(writer_store)
+        .await
         .unwrap();
     const RECORDS: usize = 400;
     let done = Arc::new(AtomicBool::new(false));
@@ -166,7 +177,7 @@ fn readers_list_and_load_while_a_writer_appends() {
                     state.storage().set(format!("k{i}"), &i).unwrap();
                 }
             }
-            state.finish(&Ok::<_, Error>(())).unwrap();
+            state.finish_ok().unwrap();
             done.store(true, Ordering::SeqCst);
         })
     };
@@ -205,6 +216,7 @@ async fn a_write_lock_held_briefly_elsewhere_is_waited_out() {
     let state = ExecutionState::builder()
         .id("patient")
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     state.log(Severity::Info, "before");
 
@@ -230,7 +242,7 @@ async fn a_write_lock_held_briefly_elsewhere_is_waited_out() {
     let stored = store.load("patient").unwrap();
     assert_eq!(stored.events.len(), 2);
     assert_eq!(stored.storage["k"], json!(1));
-    state.checkpoint().await.unwrap();
+    state.check_interrupt().await.unwrap();
     assert!(!state.is_interrupted(), "no write failed");
 }
 
@@ -360,6 +372,7 @@ async fn a_corrupt_record_fails_the_load_naming_run_and_record() {
     check(
         ExecutionState::builder()
             .resume(Arc::clone(&store), &id, ReplayMode::Normal)
+            .await
             .unwrap_err(),
     );
     assert!(!store.is_writing(&id).unwrap());
@@ -532,7 +545,10 @@ async fn same_bytes_are_one_blob_and_tampered_bytes_are_refused() {
     })
     .output_as_artifact();
 
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     let a = state
         .put_artifact("report", b"# same", Some("text/markdown"))
@@ -540,7 +556,10 @@ async fn same_bytes_are_one_blob_and_tampered_bytes_are_refused() {
     let b = state.put_artifact("copy", b"# same", None).unwrap();
     assert_eq!(a.sha256, b.sha256);
     // A second run with the same bytes shares the row too.
-    let other = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let other = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     other.put_artifact("mine", b"# same", None).unwrap();
     drop(other);
     state.call(&draft, 1).await.unwrap();
@@ -577,7 +596,7 @@ async fn same_bytes_are_one_blob_and_tampered_bytes_are_refused() {
     )
     .unwrap();
 
-    let resumed = resume(&store, &id, ReplayMode::Normal);
+    let resumed = resume(&store, &id, ReplayMode::Normal).await;
     assert!(matches!(
         resumed.artifact("copy"),
         Err(StoreError::ArtifactCorrupt { .. })
@@ -708,7 +727,7 @@ async fn full_durability_works() {
         .unwrap();
     assert_eq!(mode, "wal");
     // A resume through a fully durable handle goes on writing.
-    let resumed = resume(&store, &id, ReplayMode::Normal);
+    let resumed = resume(&store, &id, ReplayMode::Normal).await;
     resumed.log(Severity::Info, "synced");
     drop(resumed);
     // The six records, the record of the resume, and the log.
@@ -723,6 +742,7 @@ async fn an_interrupt_left_by_another_handle_stops_the_writer() {
         .id("remote")
         .grace_period(Duration::ZERO)
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     state.add_checker(interrupt_checker(Arc::clone(&store), "remote"));
     let sleeper = scripted("sleeper", vec![Step::Sleep(Duration::from_secs(3600))]);
@@ -747,7 +767,7 @@ async fn an_interrupt_left_by_another_handle_stops_the_writer() {
     assert_eq!(stored_status(&other, "remote"), RunStatus::Interrupted);
     drop(state);
 
-    let resumed = resume(&other, "remote", ReplayMode::Normal);
+    let resumed = resume(&other, "remote", ReplayMode::Normal).await;
     assert_eq!(store.pending_interrupt("remote").unwrap(), None);
     assert!(!resumed.is_interrupted());
 }
@@ -759,6 +779,7 @@ async fn a_failed_write_stops_the_run_before_more_work() {
     let state = ExecutionState::builder()
         .id("doomed")
         .start(Arc::clone(&store))
+        .await
         .unwrap();
     let double = counted("double", |x| x * 2);
     state.call(&double.actor, 1).await.unwrap();
@@ -798,10 +819,13 @@ async fn a_failed_write_stops_the_run_before_more_work() {
 async fn an_in_memory_database_works_as_a_store() {
     let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open_in_memory().unwrap());
     let id = finished_run(&store).await;
-    let state = resume(&store, &id, ReplayMode::Normal);
+    let state = resume(&store, &id, ReplayMode::Normal).await;
     assert!(store.is_writing(&id).unwrap());
     assert!(matches!(
-        ExecutionState::builder().resume(Arc::clone(&store), &id, ReplayMode::Normal),
+        ExecutionState::builder()
+            .writer_wait(Duration::ZERO)
+            .resume(Arc::clone(&store), &id, ReplayMode::Normal)
+            .await,
         Err(StoreError::Locked { .. })
     ));
     drop(state);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use rh_agents::store::{
     json, ListFilter, RunStatus, Snapshot, SqliteStore, StateStore, StoreError,
 };
-use rh_agents::{Actor, Error, ExecutionState};
+use rh_agents::{Actor, ExecutionState};
 use serde_json::{json, Value};
 
 /// A float that the default JSON parser reads back one unit in the last place off.
@@ -37,6 +37,7 @@ async fn finished_run(store: &Arc<dyn StateStore>, pipeline: &str) -> String {
     let state = ExecutionState::builder()
         .metadata(rh_agents::store::RunMetadata::new().pipeline(pipeline))
         .start(Arc::clone(store))
+        .await
         .unwrap();
     let double = Actor::tool("double", |x: u32, _ctx| async move {
         Ok::<_, std::io::Error>(x * 2)
@@ -45,7 +46,7 @@ async fn finished_run(store: &Arc<dyn StateStore>, pipeline: &str) -> String {
         state.call(&double, i).await.unwrap();
     }
     state.storage().set("k", &json!({"a": 1})).unwrap();
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     state.id().to_owned()
 }
 
@@ -327,7 +328,7 @@ async fn a_store_opened_read_only_refuses_to_write() {
     let id = finished_run(&store, "p").await;
     let reader = SqliteStore::open_read_only(&path).unwrap();
     let err = reader.lock_writer(&id).unwrap_err();
-    assert!(err.to_string().contains("read-only"), "{err}");
+    assert!(err.report().contains("read-only"), "{}", err.report());
     assert!(reader.set_status(&id, RunStatus::Failed).is_err());
     assert_eq!(store.load(&id).unwrap().status, RunStatus::Completed);
     assert!(
@@ -357,11 +358,14 @@ async fn a_writer_s_lock_file_is_removed_when_it_lets_go() {
     let (_dir, path) = db_path();
     let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&path).unwrap());
     let locks = sibling(&path, ".locks");
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     assert_eq!(names(&locks).len(), 1, "the writer holds its lock file");
     assert!(store.is_writing(&id).unwrap());
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     drop(state);
     assert!(names(&locks).is_empty(), "the lock file went with its run");
     assert!(!store.is_writing(&id).unwrap());
@@ -381,7 +385,10 @@ async fn a_writer_s_lock_file_is_removed_when_it_lets_go() {
 async fn floats_read_back_exactly_from_the_store_and_from_json() {
     let (_dir, path) = db_path();
     let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open(&path).unwrap());
-    let state = ExecutionState::builder().start(Arc::clone(&store)).unwrap();
+    let state = ExecutionState::builder()
+        .start(Arc::clone(&store))
+        .await
+        .unwrap();
     let id = state.id().to_owned();
     let echo = Actor::tool(
         "echo",
@@ -392,7 +399,7 @@ async fn floats_read_back_exactly_from_the_store_and_from_json() {
         DRIFTING.to_bits()
     );
     state.storage().set("f", &DRIFTING).unwrap();
-    state.finish(&Ok::<_, Error>(())).unwrap();
+    state.finish_ok().unwrap();
     drop(state);
 
     let loaded = store.load(&id).unwrap();

@@ -62,12 +62,19 @@ pub fn runs(store: &StoreArg, args: &RunsArgs) -> Exit {
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    let filter = ListFilter {
-        tags: args.tags.clone(),
-        status: args.status,
-        pipeline: args.pipeline.clone(),
-        limit: args.limit,
-    };
+    let mut filter = ListFilter::new();
+    for tag in &args.tags {
+        filter = filter.tag(tag.clone());
+    }
+    if let Some(status) = args.status {
+        filter = filter.status(status);
+    }
+    if let Some(pipeline) = &args.pipeline {
+        filter = filter.pipeline(pipeline.clone());
+    }
+    if let Some(limit) = args.limit {
+        filter = filter.limit(limit);
+    }
     let rows = match store_handle.list_rows(&filter) {
         Ok(rows) => rows,
         Err(e) => return store.fail(&e),

@@ -1,5 +1,5 @@
-//! `rh-agents interrupt RUN_ID`: leaves an interrupt request in the store, which the running
-//! process polls (every 100 ms) as an external interrupt checker.
+//! `rh-agents interrupt RUN_ID`: leaves an interrupt request in the store, whose running
+//! process notices it by itself (its state watches the run's mailbox in the store).
 
 use rh_agents::store::RunStatus;
 use rh_agents::InterruptSignal;

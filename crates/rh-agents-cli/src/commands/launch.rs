@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use rh_agents::observe::jsonl::JsonLines;
 use rh_agents::observe::printer::Printer;
-use rh_agents::store::{interrupt_checker, ReplayMode, RunMetadata};
+use rh_agents::store::{ReplayMode, RunMetadata};
 use rh_agents::{Event, ExecutionState, ExecutionStateBuilder, Subscriber};
 use serde_json::Value;
 
@@ -126,10 +126,18 @@ pub fn resume(store: &StoreArg, args: &ResumeArgs) -> Exit {
         tags: snapshot.metadata.tags.clone(),
     };
     let id = args.run_id.clone();
-    execute(store, &args.watch, &pipeline, &options, move |builder| {
-        // Replayed steps are published, so the tree shows them as recovered.
-        builder.resume(store_handle, &id, ReplayMode::RepublishAll)
-    })
+    execute(
+        store,
+        &args.watch,
+        &pipeline,
+        &options,
+        move |builder| async move {
+            // Replayed steps are published, so the tree shows them as recovered.
+            builder
+                .resume(store_handle, &id, ReplayMode::RepublishAll)
+                .await
+        },
+    )
 }
 
 /// The pipeline the run recorded, unless the run was imported and the user has not said they
@@ -194,13 +202,16 @@ fn parse(text: &str, file: &Path, shown: &Path) -> Result<Pipeline, Exit> {
 
 /// Builds the state (`make` starts or resumes it on the store), runs the pipeline, saves
 /// how it ended, and reports.
-fn execute(
+fn execute<Made>(
     store: &StoreArg,
     watch: &Watch,
     pipeline: &Pipeline,
     options: &RunOptions,
-    make: impl FnOnce(ExecutionStateBuilder) -> Result<ExecutionState, rh_agents::store::StoreError>,
-) -> Exit {
+    make: impl FnOnce(ExecutionStateBuilder) -> Made,
+) -> Exit
+where
+    Made: std::future::Future<Output = Result<ExecutionState, rh_agents::store::StoreError>>,
+{
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -235,16 +246,15 @@ fn execute(
                 return Exit::Internal;
             }
         };
-        let state = match make(builder) {
+        // Starting or resuming waits (asynchronously) for a writer that was just interrupted
+        // to let go of the run.
+        let state = match make(builder).await {
             Ok(state) => state,
             Err(e) => return store.fail(&e),
         };
         let listener = signals.attach(&state);
         let to = if watch.json { To::Stderr } else { To::Stdout };
         line(to, &format!("run id: {}", state.id()));
-        if let Some(store_handle) = state.store() {
-            state.add_checker(interrupt_checker(Arc::clone(store_handle), state.id()));
-        }
         if let Some(after) = watch.timeout {
             if let Err(e) = state.set_timeout(after) {
                 line(To::Stderr, &format!("error: {e}"));
@@ -278,7 +288,8 @@ fn execute(
                 To::Stderr,
                 &format!(
                     "error: the state store failed: the run's final state could not be saved: \
-                     {e}; what was saved can be resumed"
+                     {}; what was saved can be resumed",
+                    e.report()
                 ),
             );
         }

@@ -61,7 +61,7 @@ impl StoreArg {
     pub fn open_existing(&self) -> Result<Arc<dyn StateStore>, Exit> {
         match SqliteStore::open_existing(&self.path) {
             Ok(store) => Ok(Arc::new(store)),
-            Err(e) => Err(fail(&e)),
+            Err(e) => Err(fail_opening(&e)),
         }
     }
 
@@ -75,7 +75,7 @@ impl StoreArg {
     pub fn open_read_only(&self) -> Result<Arc<dyn StateStore>, Exit> {
         match SqliteStore::open_read_only(&self.path) {
             Ok(store) => Ok(Arc::new(store)),
-            Err(e) => Err(fail(&e)),
+            Err(e) => Err(fail_opening(&e)),
         }
     }
 
@@ -113,7 +113,12 @@ impl StoreArg {
             StoreError::NotFound { .. } => {
                 line(
                     To::Stderr,
-                    &format!("error: {e} (store: {})", self.path.display()),
+                    &format!(
+                        "error: {} (store: {}); `rh-agents runs{}` lists the runs it holds",
+                        e.report(),
+                        self.path.display(),
+                        self.hint()
+                    ),
                 );
                 Exit::BadInput
             }
@@ -154,16 +159,45 @@ impl StoreArg {
 /// kind of failure it is when the error's own text does not.
 pub fn fail(e: &StoreError) -> Exit {
     let exit = exit_for(e);
+    // The error with its causes, each once (the library's messages do not repeat a source).
+    let report = e.report();
     let text = match exit {
-        Exit::IoError => format!("error: the state store failed: {e}"),
+        Exit::IoError => format!("error: the state store failed: {report}"),
         // A held run's message already says to wait for its writer.
         Exit::TempFail if !matches!(e, StoreError::Locked { .. }) => {
-            format!("error: {e} (the store is busy: try again in a moment)")
+            format!("error: {report} (the store is busy: try again in a moment)")
         }
-        _ => format!("error: {e}"),
+        _ => match e {
+            StoreError::NotFound { .. } => {
+                format!("error: {report}; `rh-agents runs` lists the runs it holds")
+            }
+            StoreError::UnknownAddress { id, .. } => {
+                format!("error: {report}; `rh-agents show {id}` lists its addresses")
+            }
+            _ => format!("error: {report}"),
+        },
     };
     line(To::Stderr, &text);
     exit
+}
+
+/// Reports a failure to open a store that must exist: a missing file says where runs are
+/// kept.
+fn fail_opening(e: &StoreError) -> Exit {
+    match e {
+        StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            line(
+                To::Stderr,
+                &format!(
+                    "error: {} (runs are kept where `rh-agents run` was started, in \
+                     .rh-agents/state.db, unless --store says otherwise)",
+                    e.report()
+                ),
+            );
+            exit_for(e)
+        }
+        _ => fail(e),
+    }
 }
 
 /// The exit code for a store error: what the user can fix (an unknown id, a file that is not

@@ -92,7 +92,7 @@ pub fn import(store: &StoreArg, args: &ImportArgs) -> Exit {
     // The file is read and checked before the store is opened: a bad file makes no store.
     let (mut snapshot, blobs) = match json::read_file(&args.file) {
         Ok(read) => read,
-        Err(e) => return not_imported(&args.file, &e.to_string(), file_exit(&e)),
+        Err(e) => return not_imported(&args.file, &e.report(), file_exit(&e)),
     };
     if let Err(why) = trust::check_run_id(&snapshot.state_id) {
         let reason = format!(
@@ -126,7 +126,7 @@ pub fn import(store: &StoreArg, args: &ImportArgs) -> Exit {
         Ok(()) => {}
         // The file lacks the bytes of an artifact it names: the file is at fault.
         Err(e @ StoreError::ArtifactMissing { .. }) => {
-            return not_imported(&args.file, &e.to_string(), Exit::BadInput)
+            return not_imported(&args.file, &e.report(), Exit::BadInput)
         }
         Err(e) => return store.fail(&e),
     }

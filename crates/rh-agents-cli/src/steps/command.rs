@@ -208,7 +208,7 @@ async fn run(
     let mut cmd = Command::new(&input.program);
     cmd.args(&input.args)
         .envs(&input.env)
-        .env("RH_AGENTS_RUN_ID", ctx.state().id())
+        .env("RH_AGENTS_RUN_ID", ctx.run_id())
         .env("RH_AGENTS_STEP", step)
         .env("RH_AGENTS_ADDRESS", ctx.address().as_str())
         .env("RH_AGENTS_ATTEMPT", (ctx.attempt() + 1).to_string())
@@ -229,7 +229,10 @@ async fn run(
     let mut child = cmd
         .spawn()
         .map_err(|e| spawn_error(&input.program, input.cwd.as_deref(), &e))?;
-    let mut group = ProcessGroup::new(child.id(), TERM_GRACE, ctx.state().clone());
+    let mut group = {
+        let ctx = ctx.clone();
+        ProcessGroup::new(child.id(), TERM_GRACE, move || ctx.is_interrupted())
+    };
     // A background process that keeps the input pipe open without reading it must not keep
     // the writer alive after the attempt.
     let _writer = match (child.stdin.take(), input.stdin) {

@@ -151,7 +151,6 @@ impl std::error::Error for StepError {}
 /// The interrupt error a handler returns when it stops because the run was interrupted.
 pub(crate) fn interrupted(ctx: &Ctx) -> rh_agents::Error {
     let signal = ctx
-        .state()
         .interrupt_signal()
         .unwrap_or_else(|| InterruptSignal::new(InterruptReason::Custom));
     ctx.interrupt(signal)

@@ -12,8 +12,14 @@ use crate::BoxError;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What a checker may return: `bool` (true = interrupt), a full [`InterruptSignal`], an
-/// `Option` of one, `()` (the checker requested the interrupt itself, or found nothing), or a
-/// `Result` of any of these (an `Err` is reported as a log event and never interrupts).
+/// `Option` of one, or a `Result` of any of these (an `Err` is reported as a log event and
+/// never interrupts). There is no implementation for `()`: a checker that can never say stop
+/// does not compile.
+///
+/// ```compile_fail
+/// use rh_agents::InterruptChecker;
+/// let never = InterruptChecker::from_fn(|| ());
+/// ```
 pub trait CheckOutcome {
     /// The signal to raise, if any.
     ///
@@ -42,12 +48,6 @@ impl CheckOutcome for InterruptSignal {
 impl CheckOutcome for Option<InterruptSignal> {
     fn into_signal(self) -> Result<Option<InterruptSignal>, BoxError> {
         Ok(self)
-    }
-}
-
-impl CheckOutcome for () {
-    fn into_signal(self) -> Result<Option<InterruptSignal>, BoxError> {
-        Ok(None)
     }
 }
 

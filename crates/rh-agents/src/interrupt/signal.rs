@@ -10,6 +10,7 @@ use crate::serde_time;
 /// Why a run was interrupted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum InterruptReason {
     /// A person asked to stop (Ctrl-C, a cancel button).
     UserCancelled,
@@ -64,6 +65,7 @@ impl fmt::Display for InterruptReason {
 /// assert!(json.contains(r#""reason":"user_cancelled""#));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct InterruptSignal {
     /// Why.
     pub reason: InterruptReason,

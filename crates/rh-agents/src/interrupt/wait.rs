@@ -2,6 +2,9 @@
 //!
 //! Invariant: the first signal wins. `signal` is set once; the token is cancelled right after
 //! the interrupt record is published, so every waiter that wakes finds the signal set.
+//!
+//! Invariant: a wait selects only on the token. External checkers and the store's mailbox are
+//! polled by the state's watcher task ([`super::watch`]), never inside a wait.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,10 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::checker::InterruptChecker;
 use super::signal::{InterruptReason, InterruptSignal};
-use crate::event::Severity;
-use crate::panic::{catch, CatchUnwind};
+use super::watch::Watcher;
 use crate::state::ExecutionState;
-use crate::BoxError;
 
 /// The interrupt side of a state.
 #[derive(Debug)]
@@ -30,8 +31,8 @@ pub(crate) struct Interrupts {
     pub(crate) check_interval: Duration,
     pub(crate) check_timeout: Duration,
     pub(crate) timeout: Mutex<Option<AbortHandle>>,
-    /// When a waiter last polled the checkers (shared by all waiters).
-    last_poll: Mutex<Option<tokio::time::Instant>>,
+    /// The background task that polls the checkers and the mailbox.
+    pub(crate) watcher: Watcher,
     /// When a checker failure was last reported.
     last_warning: Mutex<Option<tokio::time::Instant>>,
 }
@@ -44,6 +45,7 @@ impl Interrupts {
         checkers: Vec<InterruptChecker>,
         check_interval: Duration,
         check_timeout: Duration,
+        watcher: Watcher,
     ) -> Self {
         Self {
             token: CancellationToken::new(),
@@ -53,13 +55,13 @@ impl Interrupts {
             check_interval,
             check_timeout,
             timeout: Mutex::new(None),
-            last_poll: Mutex::new(None),
+            watcher,
             last_warning: Mutex::new(None),
         }
     }
 
     /// Whether a checker failure should be reported now (rate-limited).
-    fn should_warn(&self) -> bool {
+    pub(crate) fn should_warn(&self) -> bool {
         let now = tokio::time::Instant::now();
         let mut last = self.last_warning.lock();
         match *last {
@@ -102,7 +104,7 @@ impl Interrupts {
         self.has_checkers.load(Ordering::Acquire)
     }
 
-    fn checkers(&self) -> Arc<Vec<InterruptChecker>> {
+    pub(crate) fn checkers(&self) -> Arc<Vec<InterruptChecker>> {
         Arc::clone(&self.checkers.read())
     }
 
@@ -116,86 +118,23 @@ impl Interrupts {
 }
 
 impl ExecutionState {
-    /// Consults every external checker once. A checker that says stop raises the interrupt;
-    /// one that fails, panics or takes longer than `check_timeout` is reported as a warning log
-    /// record (at most one per `WARNING_EVERY`) and ignored. A local interrupt ends the poll at
-    /// once, even while a checker is still answering.
-    pub(crate) async fn poll_checkers(&self) -> Option<InterruptSignal> {
-        let interrupts = &self.inner.interrupts;
-        let limit = interrupts.check_timeout;
-        for checker in interrupts.checkers().iter() {
-            let check = async {
-                let started = match catch(|| checker.start()) {
-                    Ok(fut) => fut,
-                    Err(p) => return Err(BoxError::from(p)),
-                };
-                match tokio::time::timeout(limit, CatchUnwind(started)).await {
-                    Ok(Ok(answer)) => answer,
-                    Ok(Err(p)) => Err(BoxError::from(p)),
-                    Err(_) => Err(BoxError::from(format!(
-                        "no answer within {}",
-                        crate::serde_time::Human(limit)
-                    ))),
-                }
-            };
-            let outcome = tokio::select! {
-                biased;
-                () = interrupts.token.cancelled() => return Some(interrupts.fired()),
-                outcome = check => outcome,
-            };
-            match outcome {
-                Ok(None) => {}
-                Ok(Some(signal)) => {
-                    self.request_interrupt(signal);
-                    return interrupts.current().cloned();
-                }
-                Err(e) => {
-                    if interrupts.should_warn() {
-                        self.log(Severity::Warning, format!("interrupt checker failed: {e}"));
-                    }
-                }
-            }
-            if let Some(signal) = interrupts.current() {
-                // The checker requested the interrupt itself.
-                return Some(signal.clone());
-            }
-        }
-        None
-    }
-
-    /// The poll made while something waits: every waiter ticks, but one poll per interval is
-    /// enough for all of them (the interrupt it raises wakes every waiter), so nested and
-    /// parallel waits do not multiply the load on the checkers.
-    pub(crate) async fn poll_checkers_shared(&self) -> Option<InterruptSignal> {
-        let interrupts = &self.inner.interrupts;
-        let now = tokio::time::Instant::now();
-        {
-            let mut last = interrupts.last_poll.lock();
-            if let Some(at) = *last {
-                if now.saturating_duration_since(at) < interrupts.check_interval / 2 {
-                    return None;
-                }
-            }
-            *last = Some(now);
-        }
-        self.poll_checkers().await
-    }
-
-    /// A checkpoint: the current interrupt, after consulting the external checkers.
+    /// A checkpoint: the current interrupt. When checkers are registered, they are consulted
+    /// first: the watcher runs a round for this checkpoint (and any concurrent ones) and the
+    /// checkpoint waits for it. The mailbox is not read here; the watcher reads it every few
+    /// milliseconds, so a call's checkpoints cost nothing on a durable state.
     pub(crate) async fn check_now(&self) -> Option<InterruptSignal> {
         let interrupts = &self.inner.interrupts;
         if let Some(signal) = interrupts.current() {
             return Some(signal.clone());
         }
         if interrupts.has_checkers() {
-            // Boxed so that the checkers' futures are not part of every call's future.
-            return Box::pin(self.poll_checkers()).await;
+            // Boxed so that the round's wait is not part of every call's future.
+            Box::pin(self.fresh_round()).await;
         }
-        None
+        interrupts.current().cloned()
     }
 
-    /// Runs `fut` until it finishes or the run is interrupted, whichever comes first. While it
-    /// runs, external checkers are polled every `check_interval`.
+    /// Runs `fut` until it finishes or the run is interrupted, whichever comes first.
     ///
     /// # Cancel safety
     ///
@@ -209,9 +148,8 @@ impl ExecutionState {
             return Err(signal.clone());
         }
         if interrupts.has_checkers() {
-            // Boxed so that the poll timer is not part of every call's future (this path is
-            // taken only when a checker is registered).
-            return Box::pin(self.until_interrupted_polling(fut)).await;
+            // A checker added to a state built outside a runtime starts its watcher here.
+            self.start_watcher();
         }
         tokio::pin!(fut);
         // One poll before anything else: most handlers finish on their first poll, and then no
@@ -236,31 +174,8 @@ impl ExecutionState {
         .await
     }
 
-    async fn until_interrupted_polling<F: Future>(
-        &self,
-        fut: F,
-    ) -> Result<F::Output, InterruptSignal> {
-        let interrupts = &self.inner.interrupts;
-        tokio::pin!(fut);
-        let period = interrupts.poll_period();
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                biased;
-                out = &mut fut => return Ok(out),
-                () = interrupts.token.cancelled() => return Err(interrupts.fired()),
-                _ = ticks.tick() => {
-                    if let Some(signal) = self.poll_checkers_shared().await {
-                        return Err(signal);
-                    }
-                }
-            }
-        }
-    }
-
     /// Waits `delay`, or until an interrupt. A zero delay never touches the timer (a zero
-    /// sleep would still wait for the next 1 ms tick) but still checks for an interrupt.
+    /// sleep would still wait for the next 1 ms tick) but is still a checkpoint.
     pub(crate) async fn interruptible_sleep(&self, delay: Duration) -> Result<(), InterruptSignal> {
         if delay.is_zero() {
             return match self.check_now().await {

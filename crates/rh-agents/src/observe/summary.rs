@@ -46,6 +46,7 @@ pub struct RetryStats {
 /// # }
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[non_exhaustive]
 pub struct RunSummary {
     /// Records in the history.
     pub events: usize,

@@ -305,10 +305,6 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
             closed: false,
         };
         let mut stop: Option<Stop> = None;
-        let interrupts = &state.inner.interrupts;
-        let period = interrupts.poll_period();
-        let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
         loop {
             if stop.is_none() {
@@ -446,13 +442,8 @@ impl<T: Serialize + Send + 'static> ParallelGroup<T> {
                     stop = Some(Stop::Interrupt(signal));
                     open.tasks.abort_all();
                 }
-                // External checkers are polled while the group waits, as by every other wait.
-                _ = ticks.tick(), if stop.is_none() && interrupts.has_checkers() => {
-                    if let Some(signal) = state.poll_checkers_shared().await {
-                        stop = Some(Stop::Interrupt(signal));
-                        open.tasks.abort_all();
-                    }
-                }
+                // External checkers are polled by the state's watcher, which raises the
+                // interrupt above: the group's scheduling never waits for a checker.
             }
         }
 

@@ -9,6 +9,7 @@ use crate::error::Error;
 /// Where a group is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum GroupStatus {
     /// Not started (for displays of groups in progress; a record is made when a group ends).
     Pending,
@@ -24,6 +25,7 @@ pub enum GroupStatus {
 
 /// The error of one task, by index.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TaskError {
     /// The task's index (add order).
     pub index: usize,
@@ -33,6 +35,7 @@ pub struct TaskError {
 
 /// What a group did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct GroupRecord {
     /// The group's id (its address).
     pub id: String,
@@ -59,6 +62,7 @@ pub struct GroupRecord {
 
 /// The results of a group, in the order tasks were added, and its record.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct GroupOutcome<T> {
     /// One result per task, in add order.
     pub results: Vec<Result<T, Error>>,

@@ -47,6 +47,8 @@ struct Recorder<'a> {
     expected: Option<Arc<Event>>,
     /// The call's node: its children's addresses, and the annotations of its handler.
     node: Arc<Node>,
+    /// The input's hash, carried by the STARTED records (see `replay::plan`).
+    input_hash: Option<Arc<str>>,
 }
 
 impl Recorder<'_> {
@@ -271,19 +273,19 @@ where
         metadata,
         group,
     } = call;
-    let mut expected = None;
-    if let Some(replay) = &state.inner.replay {
-        if let Some(recorded) = replay.lookup(&address) {
-            // After an interrupt nothing is replayed either: the call takes the normal path,
-            // which records how the interrupt stopped it, like every other call.
-            if !replay.validates() && !state.is_interrupted() {
-                let replayed = replay::recorded(state, &address, actor, recorded, group.as_deref());
+    // Replay (see `replay::plan`): the recorded result, or what to compare the new one with;
+    // and the input's hash for the STARTED records.
+    let (expected, input_hash) =
+        match replay::plan(state, &address, actor, &input, group.as_deref()) {
+            replay::Plan::Replayed(result) => {
                 state.settle(true).await;
-                return replayed;
+                return result;
             }
-            expected = Some(Arc::clone(recorded));
-        }
-    }
+            replay::Plan::Run {
+                expected,
+                input_hash,
+            } => (expected, input_hash),
+        };
     let (policy, source) =
         state
             .inner
@@ -302,6 +304,7 @@ where
         group,
         expected,
         node: Arc::new(Node::new(address_of_node)),
+        input_hash,
     };
     state.inner.journal.begin_call();
     let guard = Unfinished {
@@ -386,6 +389,7 @@ where
         }
         rec.emit(EventStatus::Started, attempt, |e| {
             e.detail.clone_from(&input_detail);
+            e.input_hash.clone_from(&rec.input_hash);
             if let Some((delay, error)) = &previous {
                 e.retry.delay = Some(*delay);
                 e.retry.original_error = Some(Arc::clone(error));
@@ -445,7 +449,8 @@ where
                             rec.finish(EventStatus::Failed, attempt, |ev| {
                                 ev.duration = Some(elapsed);
                                 ev.message = Some(Arc::from(format!(
-                                    "the result could not be kept as an artifact: {e}"
+                                    "the result could not be kept as an artifact: {}",
+                                    e.report()
                                 )));
                             });
                             return Err(rec.error(ErrorKind::Store, attempts).cause(Box::new(e)));

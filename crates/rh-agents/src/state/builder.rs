@@ -15,15 +15,18 @@ use crate::bus::Subscriber;
 use crate::event::Event;
 use crate::history::Journal;
 use crate::interrupt::wait::Interrupts;
+use crate::interrupt::watch::{Mailbox, Watcher};
 use crate::interrupt::InterruptChecker;
 use crate::recording::CommitMode;
 use crate::retry::{RandomSource, RetryConfig, RetryPolicy, ThreadRandom};
 use crate::storage::Storage;
 use crate::store::durable::Durable;
 use crate::store::replay::Replay;
-use crate::store::{ReplayMode, RunInfo, RunMetadata, RunStatus, Snapshot, StateStore, StoreError};
+use crate::store::{
+    ReplayMode, RunInfo, RunMetadata, RunStatus, Snapshot, StateStore, StoreError, WriteLock,
+};
 
-/// How often external checkers are polled while something waits, by default.
+/// How often the state's watcher polls the external checkers, by default.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one external checker may take to answer, by default.
 pub const DEFAULT_CHECK_TIMEOUT: Duration = Duration::from_secs(1);
@@ -33,6 +36,13 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(1);
 pub const DEFAULT_DETAIL_LIMIT: usize = 2_000;
 /// How many events an async subscriber or stream may fall behind, by default.
 pub const DEFAULT_BUS_CAPACITY: usize = 1_024;
+/// How often a durable state reads its store's mailbox change counter, by default: an
+/// interrupt request left in the store (by another process or connection) stops the run
+/// within about this long.
+pub const DEFAULT_MAILBOX_INTERVAL: Duration = Duration::from_millis(5);
+/// How long starting or resuming a run waits for another writer of it to go away, by default
+/// (a run interrupted a moment ago may still be saving its last records).
+pub const DEFAULT_WRITER_WAIT: Duration = Duration::from_secs(1);
 
 /// Configures an [`ExecutionState`].
 #[must_use = "a builder does nothing until `.build()`"]
@@ -43,6 +53,8 @@ pub struct ExecutionStateBuilder {
     subscribers: Vec<Arc<dyn Subscriber>>,
     check_interval: Duration,
     check_timeout: Duration,
+    mailbox_interval: Duration,
+    writer_wait: Duration,
     grace_period: Duration,
     detail_limit: usize,
     record_io: bool,
@@ -50,6 +62,8 @@ pub struct ExecutionStateBuilder {
     random: Arc<dyn RandomSource>,
     metadata: RunMetadata,
     commit_mode: CommitMode,
+    /// The run's mailbox, for a durable state (set by `start`/`resume`).
+    mailbox: Option<Mailbox>,
 }
 
 impl std::fmt::Debug for ExecutionStateBuilder {
@@ -60,6 +74,8 @@ impl std::fmt::Debug for ExecutionStateBuilder {
             .field("checkers", &self.checkers.len())
             .field("subscribers", &self.subscribers.len())
             .field("check_interval", &self.check_interval)
+            .field("mailbox_interval", &self.mailbox_interval)
+            .field("writer_wait", &self.writer_wait)
             .field("grace_period", &self.grace_period)
             .finish_non_exhaustive()
     }
@@ -74,6 +90,8 @@ impl Default for ExecutionStateBuilder {
             subscribers: Vec::new(),
             check_interval: DEFAULT_CHECK_INTERVAL,
             check_timeout: DEFAULT_CHECK_TIMEOUT,
+            mailbox_interval: DEFAULT_MAILBOX_INTERVAL,
+            writer_wait: DEFAULT_WRITER_WAIT,
             grace_period: DEFAULT_GRACE_PERIOD,
             detail_limit: DEFAULT_DETAIL_LIMIT,
             record_io: true,
@@ -81,6 +99,7 @@ impl Default for ExecutionStateBuilder {
             random: Arc::new(ThreadRandom),
             metadata: RunMetadata::default(),
             commit_mode: CommitMode::default(),
+            mailbox: None,
         }
     }
 }
@@ -111,7 +130,9 @@ impl ExecutionStateBuilder {
         self
     }
 
-    /// How often checkers are polled while something waits (default 100 ms).
+    /// How often the state's watcher polls the external checkers (default 100 ms), and the
+    /// interrupt requests of a store that keeps no change counter. Waits never poll: the
+    /// watcher raises the interrupt, which ends every wait at once.
     pub fn check_interval(mut self, interval: Duration) -> Self {
         self.check_interval = interval;
         self
@@ -121,6 +142,24 @@ impl ExecutionStateBuilder {
     /// longer is reported as failed for that check and does not hold the run up.
     pub fn check_timeout(mut self, limit: Duration) -> Self {
         self.check_timeout = limit;
+        self
+    }
+
+    /// How often a durable state reads its store's mailbox change counter (default 5 ms; at
+    /// least 1 ms): the bound on how long an interrupt request left in the store by another
+    /// process or connection takes to reach the run. Reading the counter is cheap (SQLite:
+    /// `PRAGMA data_version`); the request itself is read only when the counter moved. A
+    /// store without a counter has its requests read every [`check_interval`](Self::check_interval).
+    pub fn mailbox_interval(mut self, interval: Duration) -> Self {
+        self.mailbox_interval = interval;
+        self
+    }
+
+    /// How long [`start`](Self::start) and [`resume`](Self::resume) wait for another writer of
+    /// the run to let go before they fail with [`StoreError::Locked`] (default 1 s; zero fails
+    /// at once). The wait is asynchronous: it holds up no thread.
+    pub fn writer_wait(mut self, wait: Duration) -> Self {
+        self.writer_wait = wait;
         self
     }
 
@@ -192,72 +231,111 @@ impl ExecutionStateBuilder {
             RunStatus::Running,
             BTreeMap::new(),
         );
-        self.assemble(id, run, Restored::default(), None)
+        let state = self.assemble(id, run, Restored::default(), None);
+        state.start_watcher();
+        state
     }
 
     /// Builds a durable state: a new run in `store`, which then receives every record as it
-    /// is made (see [`store`](crate::store)).
+    /// is made (see [`store`](crate::store)). Interrupt requests left in the store for the
+    /// run (by `StateStore::request_interrupt`, from any process) stop it by themselves: the
+    /// state watches its mailbox (see [`mailbox_interval`](Self::mailbox_interval)).
+    ///
+    /// The store's work runs on Tokio's blocking pool, so no async thread waits on a file
+    /// lock or a busy database.
     ///
     /// # Errors
     ///
     /// [`StoreError::AlreadyExists`] when a run with the chosen id exists;
-    /// [`StoreError::Locked`] when another writer holds that id; the store's failures.
-    pub fn start(self, store: Arc<dyn StateStore>) -> Result<ExecutionState, StoreError> {
+    /// [`StoreError::Locked`] when another writer still holds that id after
+    /// [`writer_wait`](Self::writer_wait); the store's failures.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes may leave the new run in the store (without
+    /// records), as a run that stopped at once.
+    pub async fn start(self, store: Arc<dyn StateStore>) -> Result<ExecutionState, StoreError> {
         let id = self
             .id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        let lock = store.lock_writer(&id)?;
+        let lock = acquire_writer(&store, &id, self.writer_wait).await?;
         let created_at = crate::serde_time::now();
-        store.create(&RunInfo {
+        let info = RunInfo {
             id: id.clone(),
             status: RunStatus::Running,
             created_at,
             updated_at: created_at,
             metadata: self.metadata.clone(),
             events: 0,
-        })?;
+        };
+        on_store(&store, "creating the run", move |store| store.create(&info)).await?;
         let run = RunRecord::new(
             created_at,
             self.metadata.clone(),
             RunStatus::Running,
             BTreeMap::new(),
         );
+        let mailbox = Mailbox::new(&store, &id);
         let durable = Arc::new(Durable::new(store, id.clone(), lock));
-        Ok(self.assemble(id, run, Restored::default(), Some(durable)))
+        let state =
+            self.with_mailbox(mailbox)
+                .assemble(id, run, Restored::default(), Some(durable));
+        state.start_watcher();
+        Ok(state)
     }
 
     /// Resumes run `id` from `store`: its history, storage and artifacts are restored, it
     /// goes on writing to the store, and calls replay as `mode` says. A pending interrupt
-    /// request is cleared and the status set back to running. The builder's id and metadata
+    /// request is cleared and the status set back to running; requests left after that stop
+    /// the run by themselves, as for [`start`](Self::start). The builder's id and metadata
     /// are not used (the run keeps its own).
+    ///
+    /// A previous writer of the run (a process interrupted a moment ago, still saving) is
+    /// waited for, asynchronously, up to [`writer_wait`](Self::writer_wait).
     ///
     /// # Errors
     ///
-    /// [`StoreError::NotFound`]; [`StoreError::Locked`] when another writer holds the run
-    /// (it is still running somewhere); [`StoreError::Corrupt`] when it cannot be read;
-    /// for [`ReplayMode::FromAddress`], `NotFound` when the address is not in its history.
-    pub fn resume(
+    /// [`StoreError::NotFound`]; [`StoreError::Locked`] when another writer still holds the
+    /// run after the wait (it is still running somewhere); [`StoreError::Corrupt`] when it
+    /// cannot be read; for [`ReplayMode::FromAddress`], `NotFound` when the address is not in
+    /// its history.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes leaves the run as it was, except that a
+    /// pending interrupt request may have been cleared.
+    pub async fn resume(
         self,
         store: Arc<dyn StateStore>,
         id: &str,
         mode: ReplayMode,
     ) -> Result<ExecutionState, StoreError> {
         // The lock first: nothing may be appended between reading the run and writing to it.
-        let lock = store.lock_writer(id)?;
-        let snapshot = store.load(id)?;
+        let lock = acquire_writer(&store, id, self.writer_wait).await?;
+        let owned = id.to_owned();
+        let snapshot = on_store(&store, "reading the run", move |store| store.load(&owned)).await?;
+        // Checked before anything is written: a resume that is refused leaves the run as it was.
         let (run, restored, replay) = restore_parts(snapshot, mode)?;
-        store.clear_interrupt(id)?;
-        store.set_status(id, RunStatus::Running)?;
+        let owned = id.to_owned();
+        on_store(&store, "reopening the run", move |store| {
+            store.clear_interrupt(&owned)?;
+            store.set_status(&owned, RunStatus::Running)
+        })
+        .await?;
+        let mailbox = Mailbox::new(&store, id);
         let durable = Arc::new(Durable::new(store, id.to_owned(), lock));
-        Ok(self
+        let state = self
+            .with_mailbox(mailbox)
             .assemble(
                 id.to_owned(),
                 run,
                 restored.with_replay(replay),
                 Some(durable),
             )
-            .marked_resumed())
+            .marked_resumed();
+        state.start_watcher();
+        Ok(state)
     }
 
     /// Builds an in-memory state from a snapshot (no store): its history and storage are
@@ -283,6 +361,11 @@ impl ExecutionStateBuilder {
             .marked_resumed())
     }
 
+    fn with_mailbox(mut self, mailbox: Mailbox) -> Self {
+        self.mailbox = Some(mailbox);
+        self
+    }
+
     fn assemble(
         self,
         id: String,
@@ -302,7 +385,12 @@ impl ExecutionStateBuilder {
                 ),
                 storage: Storage::restore(restored.storage, durable.clone()),
                 retry: self.retry,
-                interrupts: Interrupts::new(self.checkers, self.check_interval, self.check_timeout),
+                interrupts: Interrupts::new(
+                    self.checkers,
+                    self.check_interval,
+                    self.check_timeout,
+                    Watcher::new(self.mailbox, self.mailbox_interval),
+                ),
                 settings: Settings {
                     grace_period: self.grace_period,
                     detail_limit: self.detail_limit,
@@ -372,4 +460,47 @@ fn restore_parts(
         },
         replay,
     ))
+}
+
+/// Becomes the run's one writer, waiting (without holding a thread) for another writer to let
+/// go, up to `wait`.
+async fn acquire_writer(
+    store: &Arc<dyn StateStore>,
+    id: &str,
+    wait: Duration,
+) -> Result<WriteLock, StoreError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    // Short at first (a writer that was just interrupted lets go within milliseconds), then
+    // less often.
+    let mut pause = Duration::from_millis(5);
+    loop {
+        let owned = id.to_owned();
+        match on_store(store, "taking the run's writer lock", move |store| {
+            store.lock_writer(&owned)
+        })
+        .await
+        {
+            Err(StoreError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
+                let now = tokio::time::Instant::now();
+                tokio::time::sleep(pause.min(deadline.saturating_duration_since(now))).await;
+                pause = (pause * 2).min(Duration::from_millis(100));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+/// Runs blocking store work on Tokio's blocking pool.
+async fn on_store<T: Send + 'static>(
+    store: &Arc<dyn StateStore>,
+    context: &'static str,
+    work: impl FnOnce(&dyn StateStore) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || work(&*store))
+        .await
+        .map_err(|e| StoreError::Backend {
+            context: context.into(),
+            source: Box::new(e),
+        })?
 }

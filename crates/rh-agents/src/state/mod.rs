@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 pub use builder::{
     ExecutionStateBuilder, DEFAULT_BUS_CAPACITY, DEFAULT_CHECK_INTERVAL, DEFAULT_CHECK_TIMEOUT,
-    DEFAULT_DETAIL_LIMIT, DEFAULT_GRACE_PERIOD,
+    DEFAULT_DETAIL_LIMIT, DEFAULT_GRACE_PERIOD, DEFAULT_MAILBOX_INTERVAL, DEFAULT_WRITER_WAIT,
 };
 
 use crate::actor::{Actor, ActorKind};
@@ -103,9 +103,23 @@ impl Drop for StateInner {
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ExecutionState {
     pub(crate) inner: Arc<StateInner>,
+}
+
+/// A summary, never the history: a state can hold thousands of records.
+impl std::fmt::Debug for ExecutionState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutionState")
+            .field("id", &self.inner.id)
+            .field("records", &self.history().len())
+            .field("status", &self.status())
+            .field("interrupted", &self.is_interrupted())
+            .field("durable", &self.inner.durable.is_some())
+            .field("resumed", &self.inner.replay.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for ExecutionState {
@@ -311,12 +325,14 @@ impl ExecutionState {
             .unwrap_or_else(|| InterruptSignal::new(InterruptReason::Custom))
     }
 
-    /// A checkpoint: consults the external checkers and fails if the run is interrupted.
+    /// Checks for an interrupt now: when external checkers are registered, waits for the
+    /// state's watcher to consult them (the round under way, or a new one); fails if the run
+    /// is interrupted. Nothing is saved (that is [`save_checkpoint`](Self::save_checkpoint)).
     ///
     /// # Errors
     ///
     /// The interrupt error, when an interrupt was requested.
-    pub async fn checkpoint(&self) -> Result<(), Error> {
+    pub async fn check_interrupt(&self) -> Result<(), Error> {
         match self.check_now().await {
             Some(signal) => Err(Error::interrupted(signal)),
             None => Ok(()),
@@ -326,6 +342,7 @@ impl ExecutionState {
     /// Adds an external interrupt checker.
     pub fn add_checker(&self, checker: InterruptChecker) {
         self.inner.interrupts.add_checker(checker);
+        self.start_watcher();
     }
 
     /// Interrupts the run with reason `timeout` after `after`, replacing an earlier timeout.

@@ -50,12 +50,12 @@ impl ExecutionState {
     /// # Errors
     ///
     /// As [`ExecutionStateBuilder::resume`](crate::ExecutionStateBuilder::resume).
-    pub fn resume(
+    pub async fn resume(
         store: Arc<dyn StateStore>,
         id: &str,
         mode: ReplayMode,
     ) -> Result<Self, StoreError> {
-        Self::builder().resume(store, id, mode)
+        Self::builder().resume(store, id, mode).await
     }
 
     /// The run as a snapshot: header, every record so far, storage and artifact references.
@@ -102,6 +102,10 @@ impl ExecutionState {
     /// The store's failure.
     pub fn set_status(&self, status: RunStatus) -> Result<(), StoreError> {
         *self.inner.run.status.lock() = status;
+        if status != RunStatus::Running {
+            // The run is over (or paused): no more interrupt requests to watch for.
+            self.stop_watcher();
+        }
         let journal = &self.inner.journal;
         match &journal.writer {
             // Every record made so far is committed first, then the status: a run is never
@@ -124,6 +128,7 @@ impl ExecutionState {
 
     /// Ends the run with the outcome of its work: status `completed` for `Ok`, `interrupted`
     /// for an interrupt error, `failed` otherwise; saved to the store of a durable state.
+    /// For a run with no single result, [`finish_ok`](Self::finish_ok) says "completed".
     ///
     /// # Errors
     ///
@@ -136,6 +141,26 @@ impl ExecutionState {
         };
         self.set_status(status)?;
         Ok(status)
+    }
+
+    /// Ends the run as completed (for a run whose work has no single result to pass to
+    /// [`finish`](Self::finish)); saved to the store of a durable state.
+    ///
+    /// # Errors
+    ///
+    /// The store's failure.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rh_agents::store::RunStatus;
+    ///
+    /// let state = rh_agents::ExecutionState::new();
+    /// assert_eq!(state.finish_ok().unwrap(), RunStatus::Completed);
+    /// ```
+    pub fn finish_ok(&self) -> Result<RunStatus, StoreError> {
+        self.set_status(RunStatus::Completed)?;
+        Ok(RunStatus::Completed)
     }
 
     /// Sets the status from inside the runtime: queued for the writer, which writes it after

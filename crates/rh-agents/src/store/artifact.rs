@@ -20,6 +20,7 @@ use super::StoreError;
 /// assert_eq!(r.size, 5);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ArtifactRef {
     /// SHA-256 of the bytes, lowercase hex: the content's address.
     pub sha256: String,

@@ -60,7 +60,7 @@ impl Durable {
         if let Err(e) = &written {
             let _ = self.noted(Err(StoreError::Backend {
                 context: format!("saving storage key {key:?}"),
-                source: e.to_string().into(),
+                source: e.report().into(),
             }));
         }
         written
@@ -103,10 +103,11 @@ impl Durable {
     /// back.
     pub(crate) fn noted(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
         if let Err(e) = &result {
-            tracing::error!(run = %self.id, error = %e, "the state store failed to save");
+            let report = e.report();
+            tracing::error!(run = %self.id, error = %report, "the state store failed to save");
             let mut failure = self.failure.lock();
             if failure.is_none() {
-                *failure = Some(e.to_string());
+                *failure = Some(report);
             }
             self.failed.store(true, Ordering::Release);
         }

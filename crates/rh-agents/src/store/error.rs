@@ -1,4 +1,7 @@
 //! What can go wrong with a store: each variant says what happened and what to do.
+//!
+//! A variant with a `source` does not repeat it in its message: print an error with its causes
+//! through [`StoreError::report`] (or any printer that walks `source()`), each cause once.
 
 use std::path::PathBuf;
 
@@ -7,16 +10,13 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum StoreError {
     /// No run has this id.
-    #[error("no run with id {id:?} in the store; `rh-agents runs` lists the runs it holds")]
+    #[error("no run with id {id:?} in the store")]
     NotFound {
         /// The id asked for.
         id: String,
     },
     /// A resume from an address that the run's history does not hold.
-    #[error(
-        "run {id:?} has no record at address {address:?}; `rh-agents show {id}` lists its \
-         addresses"
-    )]
+    #[error("run {id:?} has no record at address {address:?}")]
     UnknownAddress {
         /// The run.
         id: String,
@@ -102,16 +102,16 @@ pub enum StoreError {
     /// The state has no store (it was built without one) where one is needed.
     #[error("{0}")]
     NoStore(String),
-    /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    /// A file could not be read or written (the system's error is the source).
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The system's error.
         source: std::io::Error,
     },
-    /// The database failed.
-    #[error("{context}: {source}")]
+    /// The database failed (its error is the source).
+    #[error("{context}")]
     Backend {
         /// What the store was doing.
         context: String,
@@ -159,6 +159,25 @@ impl StoreError {
                 }),
             _ => false,
         }
+    }
+
+    /// This error and its causes on one line (`appending records: database is locked`), for
+    /// logs and people. `Display` shows this error alone, as is the convention.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rh_agents::store::StoreError;
+    ///
+    /// let e = StoreError::Io {
+    ///     path: "state.db".into(),
+    ///     source: std::io::Error::other("disk full"),
+    /// };
+    /// assert_eq!(e.to_string(), "state.db");
+    /// assert_eq!(e.report(), "state.db: disk full");
+    /// ```
+    pub fn report(&self) -> String {
+        crate::error::describe(self).to_string()
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

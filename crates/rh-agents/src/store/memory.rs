@@ -29,6 +29,8 @@ struct Inner {
     runs: HashMap<String, Run>,
     blobs: HashMap<String, Arc<[u8]>>,
     created: u64,
+    /// Interrupt requests left so far: the mailbox change counter.
+    requests: u64,
 }
 
 /// Runs kept in memory (lost with the process). Clones share the same runs.
@@ -282,10 +284,14 @@ impl StateStore for MemoryStore {
     }
 
     fn request_interrupt(&self, id: &str, signal: &InterruptSignal) -> Result<(), StoreError> {
-        self.with_run(id, |run| {
-            run.interrupt = Some(signal.clone());
-            Ok(())
-        })
+        let mut inner = self.inner.lock();
+        let run = inner
+            .runs
+            .get_mut(id)
+            .ok_or_else(|| StoreError::NotFound { id: id.to_owned() })?;
+        run.interrupt = Some(signal.clone());
+        inner.requests += 1;
+        Ok(())
     }
 
     fn pending_interrupt(&self, id: &str) -> Result<Option<InterruptSignal>, StoreError> {
@@ -302,5 +308,9 @@ impl StateStore for MemoryStore {
             run.interrupt = None;
         }
         Ok(())
+    }
+
+    fn mailbox_version(&self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.inner.lock().requests))
     }
 }

@@ -25,15 +25,14 @@
 //! let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
 //! let double = Actor::tool("double", |x: u32, _ctx| async move { Ok::<_, std::io::Error>(x * 2) });
 //!
-//! let state = ExecutionState::builder().start(Arc::clone(&store))?;
+//! let state = ExecutionState::builder().start(Arc::clone(&store)).await?;
 //! let id = state.id().to_owned();
 //! state.call(&double, 21).await?;
 //! drop(state); // e.g. the process stopped here
 //!
-//! let resumed = ExecutionState::builder().resume(Arc::clone(&store), &id, ReplayMode::Normal)?;
+//! let resumed = ExecutionState::builder().resume(Arc::clone(&store), &id, ReplayMode::Normal).await?;
 //! assert_eq!(resumed.call(&double, 21).await?, 42); // replayed, not run
-//! let result: Result<(), rh_agents::Error> = Ok(());
-//! assert_eq!(resumed.finish(&result)?, RunStatus::Completed);
+//! assert_eq!(resumed.finish_ok()?, RunStatus::Completed);
 //! assert_eq!(store.load(&id)?.status, RunStatus::Completed);
 //! # Ok(())
 //! # }
@@ -58,7 +57,7 @@ use serde_json::Value;
 pub use artifact::ArtifactRef;
 pub use error::StoreError;
 pub use memory::MemoryStore;
-pub use replay::{Mismatch, ReplayMode};
+pub use replay::{Mismatch, MismatchKind, ReplayMode};
 pub use snapshot::{
     RunMetadata, RunStatus, SchemaVersion, Snapshot, SnapshotDiff, StorageChange,
     SNAPSHOT_SCHEMA_MAJOR, SNAPSHOT_SCHEMA_MINOR,
@@ -72,6 +71,7 @@ use crate::serde_time;
 
 /// One run as listed: its header, without the history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunInfo {
     /// The run's id.
     pub id: String,
@@ -100,6 +100,7 @@ pub struct RunInfo {
 /// assert_eq!(filter.limit, Some(10));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct ListFilter {
     /// Runs carrying all of these tags.
     pub tags: Vec<String>,
@@ -303,8 +304,9 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     /// Backend failures.
     fn is_writing(&self, id: &str) -> Result<bool, StoreError>;
 
-    /// Leaves an interrupt request for a run, for its writer (in this or another process) to
-    /// notice through [`interrupt_checker`].
+    /// Leaves an interrupt request for a run, in its mailbox: its writer (in this or another
+    /// process) notices it by itself and stops the run (see
+    /// [`mailbox_version`](Self::mailbox_version)).
     ///
     /// # Errors
     ///
@@ -324,11 +326,32 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
     ///
     /// Backend failures.
     fn clear_interrupt(&self, id: &str) -> Result<(), StoreError>;
+
+    /// A cheap change counter for the mailboxes of this store: a number that changes whenever
+    /// a request may have been left for any run (through this handle or any other connection
+    /// or process). It may also change for other reasons; it must not stay the same across a
+    /// new request. `None` (the default) when the backend keeps no such counter.
+    ///
+    /// A durable state's watcher reads it every few milliseconds and reads
+    /// [`pending_interrupt`](Self::pending_interrupt) only when it moved; without a counter,
+    /// it reads `pending_interrupt` at the state's check interval. It must answer in
+    /// microseconds when nothing holds the store (it is called from the blocking pool).
+    ///
+    /// # Errors
+    ///
+    /// Backend failures.
+    fn mailbox_version(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// An interrupt checker that polls `store` for requests left for run `id` (with
-/// [`StateStore::request_interrupt`], e.g. by `rh-agents interrupt` in another terminal).
-/// Add it to the state; it is polled at the state's check interval while anything waits.
+/// [`StateStore::request_interrupt`], e.g. from another process), at the state's check
+/// interval.
+///
+/// A state started or resumed on a store watches that store's mailbox by itself; this
+/// checker is for a state that should obey requests left in *another* store, or for one
+/// built without a store.
 ///
 /// # Examples
 ///
@@ -340,11 +363,15 @@ pub trait StateStore: Send + Sync + std::fmt::Debug {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let store: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
-/// let state = ExecutionState::builder().start(Arc::clone(&store))?;
-/// state.add_checker(interrupt_checker(Arc::clone(&store), state.id()));
+/// // Where requests for the run are left (a run of its id must exist there).
+/// let control: Arc<dyn StateStore> = Arc::new(MemoryStore::new());
+/// control.save(&ExecutionState::builder().id("nightly").build().snapshot())?;
 ///
-/// store.request_interrupt(state.id(), &InterruptSignal::new(InterruptReason::UserCancelled))?;
-/// assert!(state.checkpoint().await.unwrap_err().is_interrupted());
+/// let state = ExecutionState::builder().id("nightly").build(); // kept in memory
+/// state.add_checker(interrupt_checker(Arc::clone(&control), "nightly"));
+///
+/// control.request_interrupt("nightly", &InterruptSignal::new(InterruptReason::UserCancelled))?;
+/// assert!(state.check_interrupt().await.unwrap_err().is_interrupted());
 /// # Ok(())
 /// # }
 /// ```

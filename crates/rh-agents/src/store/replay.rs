@@ -32,17 +32,54 @@ pub enum ReplayMode {
     FromAddress(String),
 }
 
-/// A call whose result differs from the recorded one (validation mode).
+/// A call that differs from the recorded one (validation mode).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Mismatch {
     /// The call.
     pub address: Address,
     /// The actor.
     pub actor: String,
-    /// The recorded result.
+    /// What differs.
+    #[serde(default)]
+    pub kind: MismatchKind,
+    /// What was recorded: the result, the input's hash, or the actor's name.
     pub expected: Value,
-    /// The result of running it again.
+    /// What this run has: the result of running it again, its input's hash, or its actor.
     pub actual: Value,
+}
+
+impl Mismatch {
+    /// A mismatch of `kind` at `address`.
+    pub fn new(
+        address: Address,
+        actor: impl Into<String>,
+        kind: MismatchKind,
+        expected: Value,
+        actual: Value,
+    ) -> Self {
+        Self {
+            address,
+            actor: actor.into(),
+            kind,
+            expected,
+            actual,
+        }
+    }
+}
+
+/// What differs between a call and the recorded one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MismatchKind {
+    /// The result of running it again.
+    #[default]
+    Result,
+    /// The input (its hash differs from the one recorded on the call's STARTED record).
+    Input,
+    /// The actor called at the address.
+    Actor,
 }
 
 /// The actor name of the record that marks a resume.
@@ -64,12 +101,22 @@ fn resumed_from(event: &Event) -> Option<&str> {
         .as_str()
 }
 
+/// A completed call that may be replayed, and the hash of the input it ran with.
+#[derive(Debug, Clone)]
+pub(crate) struct Recorded {
+    /// Its COMPLETED (or RECOVERED) record.
+    pub(crate) event: Arc<Event>,
+    /// The input hash of the call's last STARTED record (or the RECOVERED record's own);
+    /// `None` for records written before input hashes were.
+    pub(crate) input_hash: Option<Arc<str>>,
+}
+
 /// The replay plan of a resumed state.
 #[derive(Debug)]
 pub(crate) struct Replay {
     mode: ReplayMode,
     /// The completed record of each address that may be replayed (compared, in validation).
-    done: FxHashMap<Address, Arc<Event>>,
+    done: FxHashMap<Address, Recorded>,
     mismatches: Mutex<Vec<Mismatch>>,
 }
 
@@ -96,13 +143,18 @@ impl Replay {
             }
             _ => events.len(),
         };
-        let mut done: FxHashMap<Address, Arc<Event>> = FxHashMap::default();
+        let mut done: FxHashMap<Address, Recorded> = FxHashMap::default();
+        // The input hash of each address's latest STARTED record.
+        let mut started: FxHashMap<&Address, Option<&Arc<str>>> = FxHashMap::default();
         for event in &events[..cutoff] {
             if let Some(from) = resumed_from(event) {
                 if let Some(first) = first_record(from) {
-                    done.retain(|_, completed| (completed.id as usize) < first);
+                    done.retain(|_, completed| (completed.event.id as usize) < first);
                 }
                 continue;
+            }
+            if event.status == EventStatus::Started {
+                started.insert(&event.address, event.input_hash.as_ref());
             }
             if !event.is_final || matches!(event.kind, ActorKind::Group | ActorKind::Task) {
                 continue;
@@ -113,7 +165,16 @@ impl Replay {
                 EventStatus::Completed | EventStatus::Recovered
                     if event.result.is_some() || event.artifact.is_some() =>
                 {
-                    done.insert(event.address.clone(), Arc::clone(event));
+                    let input_hash = if event.status == EventStatus::Recovered {
+                        event.input_hash.clone()
+                    } else {
+                        started.get(&event.address).copied().flatten().cloned()
+                    };
+                    let recorded = Recorded {
+                        event: Arc::clone(event),
+                        input_hash,
+                    };
+                    done.insert(event.address.clone(), recorded);
                 }
                 EventStatus::Failed => {
                     done.remove(&event.address);
@@ -158,7 +219,7 @@ impl Replay {
         event
     }
 
-    pub(crate) fn lookup(&self, address: &Address) -> Option<&Arc<Event>> {
+    pub(crate) fn lookup(&self, address: &Address) -> Option<&Recorded> {
         self.done.get(address)
     }
 

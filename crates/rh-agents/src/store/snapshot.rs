@@ -16,8 +16,9 @@ use crate::serde_time;
 /// The major version of the snapshot form this build reads and writes. A snapshot of another
 /// major version is refused; a newer minor version of the same major is read.
 pub const SNAPSHOT_SCHEMA_MAJOR: u32 = 1;
-/// The minor version of the snapshot form this build writes.
-pub const SNAPSHOT_SCHEMA_MINOR: u32 = 0;
+/// The minor version of the snapshot form this build writes. 1.1 added the records'
+/// `input_hash` (a 1.0 snapshot is read as it was: its calls replay without the check).
+pub const SNAPSHOT_SCHEMA_MINOR: u32 = 1;
 
 /// A snapshot schema version, written as `"major.minor"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,6 +90,7 @@ impl<'de> Deserialize<'de> for SchemaVersion {
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RunStatus {
     /// Running (or crashed while running: a store cannot tell a killed process from a live
     /// one by status alone; see [`StateStore::is_writing`](super::StateStore::is_writing)).
@@ -145,6 +147,7 @@ impl fmt::Display for RunStatus {
 /// assert_eq!(meta.tags, ["nightly"]);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct RunMetadata {
     /// The pipeline's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -222,12 +225,13 @@ impl RunMetadata {
 /// assert_eq!(back.state_id, state.id());
 ///
 /// // A snapshot from another major version is refused, naming both versions.
-/// let future = json.replace(r#""schema_version":"1.0""#, r#""schema_version":"2.0""#);
+/// let future = json.replace(r#""schema_version":"1.1""#, r#""schema_version":"2.0""#);
 /// let err = Snapshot::from_json(&future).unwrap_err();
 /// assert!(matches!(err, StoreError::IncompatibleVersion { .. }));
-/// assert!(err.to_string().contains("2.0") && err.to_string().contains("1.0"));
+/// assert!(err.to_string().contains("2.0") && err.to_string().contains("1.1"));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Snapshot {
     /// The form's version.
     pub schema_version: SchemaVersion,

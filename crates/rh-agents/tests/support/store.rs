@@ -162,9 +162,10 @@ pub fn interrupts_once(name: &str) -> Counted<u32, u32> {
 }
 
 /// Resumes `id` from `store` with default settings.
-pub fn resume(store: &Arc<dyn StateStore>, id: &str, mode: ReplayMode) -> ExecutionState {
+pub async fn resume(store: &Arc<dyn StateStore>, id: &str, mode: ReplayMode) -> ExecutionState {
     ExecutionState::builder()
         .resume(Arc::clone(store), id, mode)
+        .await
         .unwrap()
 }
 

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{killpg, Signal};
 use nix::unistd::Pid;
-use rh_agents::ExecutionState;
 
 /// What has been done to the group so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,22 +32,37 @@ enum Stage {
 /// (watched by a thread that [`wait_for_stragglers`] joins); otherwise (an attempt timeout, a
 /// fail-fast group) SIGKILL at once. Dropped while terminating: the SIGKILL of the grace
 /// already given is still owed, so the watcher takes over the same deadline.
-#[derive(Debug)]
 pub(super) struct ProcessGroup {
     pgid: Option<Pid>,
     grace: Duration,
     stage: Stage,
-    state: ExecutionState,
+    /// Whether the run was interrupted (the call's `Ctx::is_interrupted`).
+    interrupted: Box<dyn Fn() -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for ProcessGroup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessGroup")
+            .field("pgid", &self.pgid)
+            .field("grace", &self.grace)
+            .field("stage", &self.stage)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProcessGroup {
-    /// Owns the group led by the child `pid` (`None`: the child is already gone).
-    pub(super) fn new(pid: Option<u32>, grace: Duration, state: ExecutionState) -> ProcessGroup {
+    /// Owns the group led by the child `pid` (`None`: the child is already gone);
+    /// `interrupted` tells whether the run was interrupted.
+    pub(super) fn new(
+        pid: Option<u32>,
+        grace: Duration,
+        interrupted: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> ProcessGroup {
         ProcessGroup {
             pgid: pid.and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw),
             grace,
             stage: Stage::Running,
-            state,
+            interrupted: Box::new(interrupted),
         }
     }
 
@@ -100,7 +114,7 @@ impl Drop for ProcessGroup {
         };
         match self.stage {
             Stage::Done => {}
-            Stage::Running if !self.state.is_interrupted() => self.kill(),
+            Stage::Running if !(self.interrupted)() => self.kill(),
             Stage::Running | Stage::Terminating { .. } => {
                 let deadline = self.terminate();
                 self.stage = Stage::Done;
@@ -158,7 +172,7 @@ mod tests {
     use std::os::unix::process::CommandExt;
     use std::process::{Child, ChildStdout, Command, Stdio};
 
-    use rh_agents::{InterruptReason, InterruptSignal};
+    use rh_agents::{ExecutionState, InterruptReason, InterruptSignal};
 
     use super::*;
 
@@ -195,7 +209,9 @@ mod tests {
         state.request_interrupt(InterruptSignal::new(InterruptReason::UserCancelled));
         let (child, mut out) = trapping_child();
         let mut group =
-            ProcessGroup::new(Some(child.id()), Duration::from_millis(200), state.clone());
+            ProcessGroup::new(Some(child.id()), Duration::from_millis(200), move || {
+                state.is_interrupted()
+            });
         group.terminate();
         let mut line = String::new();
         out.read_line(&mut line).unwrap();
@@ -214,7 +230,7 @@ mod tests {
         drop(ProcessGroup::new(
             Some(child.id()),
             Duration::from_secs(60),
-            ExecutionState::new(),
+            || false,
         ));
         assert!(rest(child, out).is_empty(), "no SIGTERM first");
     }
@@ -222,11 +238,7 @@ mod tests {
     #[test]
     fn a_child_that_exited_by_itself_is_left_alone() {
         let (child, out) = trapping_child();
-        let mut group = ProcessGroup::new(
-            Some(child.id()),
-            Duration::from_secs(60),
-            ExecutionState::new(),
-        );
+        let mut group = ProcessGroup::new(Some(child.id()), Duration::from_secs(60), || false);
         group.release();
         drop(group);
         // Still running, trap and all: stop it here.
