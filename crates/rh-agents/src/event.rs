@@ -65,11 +65,14 @@ pub enum EventStatus {
     Interrupted,
     /// The result came from a saved state instead of running the handler.
     Recovered,
-    /// The call is being cancelled.
+    /// The call is being cancelled. Read from records written elsewhere; this runtime does
+    /// not produce it (a cancelled call ends INTERRUPTED).
     Cancelling,
-    /// The call is waiting on something outside the runtime.
+    /// The call is waiting on something outside the runtime. Reserved for human input (a
+    /// question a run asks): the runtime does not produce it yet.
     Awaiting,
-    /// The call waits for a person.
+    /// The call waits for a person. Reserved for human input: the runtime does not produce
+    /// it yet.
     HumanIntervention,
     /// A log record published with `log`.
     Log,

@@ -95,7 +95,8 @@ pub enum RunStatus {
     /// Running (or crashed while running: a store cannot tell a killed process from a live
     /// one by status alone; see [`StateStore::is_writing`](super::StateStore::is_writing)).
     Running,
-    /// Stopped on purpose, to be resumed.
+    /// Stopped on purpose, to be resumed. Reserved for human input (a run waiting for an
+    /// answer): the runtime does not produce it yet.
     Paused,
     /// Finished with success.
     Completed,

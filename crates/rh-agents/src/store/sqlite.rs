@@ -343,7 +343,10 @@ impl SqliteStore {
             Durability::Full => "FULL",
         };
         conn.execute_batch(&format!(
-            "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON;"
+            // The write-ahead log shrinks back to 64 MiB after a checkpoint: a run that once
+            // wrote a large burst does not keep a large file for the life of the store.
+            "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; \
+             PRAGMA journal_size_limit = 67108864;"
         ))
         .map_err(db("setting pragmas"))?;
         if version < STORE_SCHEMA {
@@ -1327,7 +1330,18 @@ impl StateStore for SqliteStore {
 mod tests {
     #![allow(clippy::unwrap_used)] // a panic in a test is a failed test
 
-    use super::{is_at, lock_path};
+    use super::{is_at, lock_path, SqliteStore};
+
+    #[test]
+    fn the_write_ahead_log_is_kept_small_after_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("state.db")).unwrap();
+        let limit: i64 = store
+            .conn()
+            .query_row("PRAGMA journal_size_limit", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(limit, 64 * 1024 * 1024);
+    }
 
     #[test]
     fn a_lock_taken_on_a_file_removed_meanwhile_is_taken_again_on_the_new_file() {
