@@ -100,7 +100,18 @@ fn both(out: &Output) -> String {
 
 /// Runs `cmd`, asserts its exit code and that nothing panicked; returns the output.
 fn expect(code: i32, mut cmd: Command) -> Output {
-    let out = cmd.output().unwrap();
+    // A binary copied a moment ago can be "busy" for as long as another test thread's child,
+    // forked while the copy was open for writing, has not yet exec'd: an OS race, not ours.
+    let mut tries = 0;
+    let out = loop {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 10_000 => {
+                tries += 1;
+                std::thread::yield_now();
+            }
+            other => break other.unwrap(),
+        }
+    };
     assert_eq!(out.status.code(), Some(code), "{cmd:?}\n{}", both(&out));
     let all = both(&out);
     assert!(!all.contains("panicked"), "{all}");
@@ -153,7 +164,11 @@ fn runs_show_and_export_read_a_store_the_user_may_only_read() {
     if as_root {
         chmod(&out_dir, 0o777);
         chmod(&s.dir, 0o755);
-        std::fs::copy(env!("CARGO_BIN_EXE_rh-agents"), &program).unwrap();
+        // A hard link (same file, no writer) when the scratch directory is on the same file
+        // system; a copy otherwise, which `expect` may find briefly busy (below).
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_rh-agents"), &program).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_rh-agents"), &program).unwrap();
+        }
         chmod(&program, 0o755);
     }
     let reader = |args: &[&str]| {
