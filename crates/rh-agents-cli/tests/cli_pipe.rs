@@ -8,7 +8,7 @@ mod support;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -78,20 +78,21 @@ fn interrupted_with_a_full_stdout(test: &str, extra: &[&str]) -> (i32, String) {
     let pid = child.id();
     wait_until("stdout is a full pipe", || blocked_in_a_pipe_write(pid));
 
-    kill(Pid::from_raw(i32::try_from(pid).unwrap()), Signal::SIGINT).unwrap();
-    let asked = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if asked.elapsed() > EXIT_WITHIN {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("still running {EXIT_WITHIN:?} after SIGINT with a full stdout");
-        }
-        // Polled: a blocked process gives no other sign of life to wait on.
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let pid = Pid::from_raw(i32::try_from(pid).unwrap());
+    kill(pid, Signal::SIGINT).unwrap();
+    // Waited for on a thread of its own, so the test can give up on a process that hangs.
+    let (done, exited) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = done.send(());
+        status
+    });
+    if exited.recv_timeout(EXIT_WITHIN).is_err() {
+        let _ = kill(pid, Signal::SIGKILL);
+        let _ = waiter.join();
+        panic!("still running {EXIT_WITHIN:?} after SIGINT with a full stdout");
+    }
+    let status = waiter.join().unwrap().unwrap();
     let stderr = errors.join().unwrap();
     (status.code().unwrap_or(-1), stderr)
 }
