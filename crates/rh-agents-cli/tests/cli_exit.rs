@@ -3,24 +3,14 @@
 //! 74, a run held by another process is 75, a bad import file is 2, and a failure of a step
 //! with `retry = false` says it was not retried.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
-
-/// `rh-agents` without colours and without a store from the environment.
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rh-agents"));
-    cmd.env("NO_COLOR", "1")
-        .env_remove("CLICOLOR_FORCE")
-        .env_remove("RH_AGENTS_STORE");
-    cmd
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use support::{bin, text};
 
 fn both(out: &Output) -> String {
     format!(

@@ -3,24 +3,14 @@
 //! without consent), run ids from a file are checked, and `export -o` never clobbers what it
 //! should not (an existing file, a symbolic link, a FIFO, a device).
 
+mod support;
+
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
-
-/// `rh-agents` without colours and without a store from the environment.
-fn bin() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_rh-agents"));
-    cmd.env("NO_COLOR", "1")
-        .env_remove("CLICOLOR_FORCE")
-        .env_remove("RH_AGENTS_STORE");
-    cmd
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use support::{bin, text};
 
 fn both(out: &Output) -> String {
     format!(
